@@ -1,0 +1,136 @@
+"""The job manifest: what a user asks for, validated before any work is done."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from processor.errors import InvalidJson, InvalidManifest, VoiceTextRequired
+
+MANIFEST_VERSION = 1
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MAX_TEXT_CHARS = 50_000
+MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a manifest a manifest
+AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg")
+
+_ID_RE = re.compile(ID_PATTERN)
+
+JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class Manifest(BaseModel):
+    """One text to speak in one voice. Unknown fields are rejected: a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, title="f5-batch manifest")
+
+    version: Literal[1] = Field(MANIFEST_VERSION, description="Manifest format version.")
+    comment: str | None = Field(
+        None, alias="$comment", description="Free text for people; ignored by the worker.", max_length=4000
+    )
+    id: JobId | None = Field(
+        None,
+        description="Job id: names the job's outbox folder. Default: the manifest file's name without .json.",
+    )
+    text: str = Field(..., description="The text to speak.", min_length=1, max_length=MAX_TEXT_CHARS)
+    voice: str = Field(
+        ...,
+        description="Reference voice clip. Local inbox: a path relative to the inbox folder.",
+        min_length=1,
+        max_length=1024,
+    )
+    voice_text: str = Field(
+        ...,
+        description="Exact transcript of the voice clip (the worker does not transcribe).",
+        min_length=1,
+        max_length=2000,
+    )
+    format: Literal["wav", "flac", "mp3", "ogg"] = Field("wav", description="Audio format of the output.")
+    speed: float = Field(1.0, ge=0.3, le=3.0, description="Speaking rate; 1.0 is the voice's own pace.")
+    nfe_step: int = Field(32, ge=2, le=128, description="Sampling steps: more is slower and cleaner.")
+    cfg_strength: float = Field(2.0, ge=0.0, le=10.0, description="Classifier-free guidance strength.")
+    sway_sampling_coef: float = Field(-1.0, ge=-1.0, le=1.0, description="Sway sampling coefficient.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Random seed. Default: derived from id, so reruns reproduce the audio."
+    )
+    remove_silence: bool = Field(False, description="Cut long silences from the output.")
+    cross_fade: float = Field(0.15, ge=0.0, le=1.0, description="Seconds of cross-fade between text chunks.")
+
+    @field_validator("text", "voice_text", "voice")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @property
+    def job_id(self) -> str:
+        assert self.id is not None, "parse_manifest always sets id"
+        return self.id
+
+    @property
+    def effective_seed(self) -> int:
+        return self.seed if self.seed is not None else seed_from_id(self.job_id)
+
+
+def seed_from_id(job_id: str) -> int:
+    """A stable seed per id: a rerun of the same manifest reproduces the same audio."""
+    return int.from_bytes(hashlib.sha256(job_id.encode("utf-8")).digest()[:4], "big")
+
+
+def safe_id(name: str) -> str:
+    """A valid job id made from an arbitrary file name, for failures before the manifest is read."""
+    if _ID_RE.match(name):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-")[:100] or "manifest"
+    return f"{cleaned}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def parse_manifest(body: bytes, default_id: str) -> Manifest:
+    """Validate raw manifest bytes; every failure is a PermanentError with a stable code."""
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise InvalidManifest(f"manifest is {len(body)} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidJson(f"manifest is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidManifest(f"manifest must be a JSON object, not {type(data).__name__}")
+    if "id" not in data and not _ID_RE.match(default_id):
+        raise InvalidManifest(f"file name {default_id!r} is not a valid job id; set \"id\" (pattern {ID_PATTERN})")
+    if "voice_text" not in data or (isinstance(data["voice_text"], str) and not data["voice_text"].strip()):
+        raise VoiceTextRequired(
+            "voice_text is required: give the exact transcript of the voice clip (the worker does not transcribe)"
+        )
+    try:
+        manifest = Manifest.model_validate({"id": default_id, **data} if "id" not in data else data)
+    except ValidationError as exc:
+        raise InvalidManifest(describe_validation_error(exc)) from exc
+    return manifest
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the field, in words a user can act on."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "manifest"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown field (check the spelling; see `f5-batch schema`)")
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def manifest_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://f5-batch.dev/schema/manifest-v1.json"
+    schema["additionalProperties"] = False
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(manifest_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,48 @@
+"""The result record: the last file written for a job, and the one consumers wait for."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RESULT_VERSION = 1
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable error code, e.g. voice_not_found.")
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class Timings(BaseModel):
+    fetch: float = 0.0
+    synth: float = 0.0
+    write: float = 0.0
+    total: float = 0.0
+
+
+class Result(BaseModel):
+    version: int = RESULT_VERSION
+    id: str
+    status: Literal["succeeded", "failed"]
+    audio: str | None = Field(None, description="Audio key relative to the outbox, e.g. job-1/audio.wav.")
+    audio_uri: str | None = Field(None, description="Where the audio is: a path or an s3:// URI.")
+    format: str | None = None
+    sample_rate: int | None = None
+    duration_s: float | None = None
+    seed: int | None = None
+    model: str
+    error: ErrorInfo | None = None
+    attempts: int = 1
+    timings: Timings = Field(default_factory=Timings)
+    manifest_sha256: str
+    manifest: str = Field(description="Name of the manifest that asked for this job.")
+    worker: str
+    finished_at: str
+
+    def json_bytes(self) -> bytes:
+        return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
+
+
+def job_key(job_id: str, name: str) -> str:
+    return f"{job_id}/{name}"
