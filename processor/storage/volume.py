@@ -1,0 +1,157 @@
+"""The persistent volume: where models and caches live, and nothing else.
+
+Layout (one folder per model, caches beside them)::
+
+    <volume>/models/<name>/model.safetensors
+                          /vocab.txt
+                          /config.json        backbone, arch and mel settings
+                          /vocos/config.yaml
+                          /vocos/pytorch_model.bin
+                          /SHA256SUMS         `sha256sum -c` format, every file above
+    <volume>/cache/huggingface                HF_HOME
+    <volume>/cache/torch                      TORCH_HOME
+
+Processing files never go here (see `workdir.py`); user data never goes here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUNPOD_VOLUME = Path("/runpod-volume")
+
+MODEL_FILES = (
+    "model.safetensors",
+    "vocab.txt",
+    "config.json",
+    "vocos/config.yaml",
+    "vocos/pytorch_model.bin",
+)
+CHECKSUMS_FILE = "SHA256SUMS"
+
+
+def default_volume() -> Path:
+    """`/runpod-volume` when the pod has one mounted, else `./volume` for local use."""
+    return RUNPOD_VOLUME if RUNPOD_VOLUME.is_dir() else Path("volume")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """One model's files on the volume."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def vocab(self) -> Path:
+        return self.path / "vocab.txt"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def vocoder_dir(self) -> Path:
+        return self.path / "vocos"
+
+    @property
+    def checksums_file(self) -> Path:
+        return self.path / CHECKSUMS_FILE
+
+    def config(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.config_file.read_text())
+        return data
+
+    def missing_files(self) -> list[str]:
+        return [rel for rel in (*MODEL_FILES, CHECKSUMS_FILE) if not (self.path / rel).is_file()]
+
+    def recorded_checksums(self) -> dict[str, str]:
+        """The `SHA256SUMS` file as {relative path: hex digest}."""
+        sums: dict[str, str] = {}
+        if not self.checksums_file.is_file():
+            return sums
+        for line in self.checksums_file.read_text().splitlines():
+            parts = line.split(maxsplit=1)
+            if len(parts) == 2:  # a malformed line lists nothing, so its file counts as unverified
+                sums[parts[1].lstrip("*")] = parts[0]
+        return sums
+
+    def write_checksums(self) -> dict[str, str]:
+        sums = {rel: sha256_file(self.path / rel) for rel in MODEL_FILES}
+        tmp = self.checksums_file.with_suffix(".tmp")
+        tmp.write_text("".join(f"{digest}  {rel}\n" for rel, digest in sums.items()))
+        os.replace(tmp, self.checksums_file)
+        return sums
+
+    def checksum_mismatches(self) -> list[str]:
+        """Files whose content differs from `SHA256SUMS` (or that it does not list)."""
+        recorded = self.recorded_checksums()
+        bad = []
+        for rel in MODEL_FILES:
+            file = self.path / rel
+            if rel not in recorded or not file.is_file() or sha256_file(file) != recorded[rel]:
+                bad.append(rel)
+        return bad
+
+    def is_complete(self, verify: bool = True) -> bool:
+        if self.missing_files():
+            return False
+        return not verify or not self.checksum_mismatches()
+
+
+@dataclass(frozen=True)
+class Volume:
+    root: Path
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def hf_home(self) -> Path:
+        return self.root / "cache" / "huggingface"
+
+    @property
+    def torch_home(self) -> Path:
+        return self.root / "cache" / "torch"
+
+    def model(self, name: str) -> ModelFolder:
+        return ModelFolder(self.models_dir / name)
+
+    def cache_environment(self) -> dict[str, str]:
+        """Environment that points every cache at the volume, never the container disk."""
+        return {
+            "HF_HOME": str(self.hf_home.resolve()),
+            "HF_HUB_CACHE": str((self.hf_home / "hub").resolve()),
+            "TORCH_HOME": str(self.torch_home.resolve()),
+        }
+
+    def apply_cache_environment(self, offline: bool = True) -> None:
+        """Point the caches at the volume before torch or huggingface_hub read them.
+
+        `offline` forbids hub access at run time: the worker loads only what the
+        seed script put on the volume.
+        """
+        os.environ.update(self.cache_environment())
+        if offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"

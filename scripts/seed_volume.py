@@ -1,0 +1,20 @@
+#!/usr/bin/env python3
+"""Seed a model onto the volume so the worker can run offline.
+
+    python scripts/seed_volume.py --volume PATH [--model F5TTS_v1_Base] [--from DIR] [--tiny]
+
+All logic lives in `processor.seeding`; this wrapper only makes the repo importable
+when the script is run by path (no install step on the pod).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from processor.seeding import main  # noqa: E402  (needs the sys.path entry above)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,334 @@
+"""Seeding the volume: the tiny model, local mirrors, model-folder copies and the hub's failure modes.
+
+Nothing here reaches the network: the hub is exercised through HF_HUB_OFFLINE and a
+fake HfApi; mirrors are built from one tiny model made once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from processor.model import build_tiny, load_model
+from processor.seeding import (
+    HUB_MODELS,
+    HubSource,
+    MirrorSource,
+    SeedError,
+    Source,
+    SourceFile,
+    main,
+    seed,
+)
+from processor.storage.volume import MODEL_FILES, ModelFolder, Volume, sha256_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+V1 = HUB_MODELS["F5TTS_v1_Base"]
+
+
+@pytest.fixture(scope="session")
+def tiny_template(tmp_path_factory: pytest.TempPathFactory) -> ModelFolder:
+    """One tiny model for the whole session: building it costs seconds of imports."""
+    folder = ModelFolder(tmp_path_factory.mktemp("template") / "tiny")
+    build_tiny(folder)
+    folder.write_checksums()
+    return folder
+
+
+def make_mirror(root: Path, template: ModelFolder, *, with_sums: bool = True) -> Path:
+    """Place the tiny model's files at F5TTS_v1_Base's hub paths, like a downloaded hub snapshot."""
+    lines = []
+    for target, remote in V1.remote_files().items():
+        dest = root / remote.hub_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template.path / target, dest)
+        lines.append(f"{sha256_file(dest)}  {remote.hub_path}\n")
+    if with_sums:
+        (root / "SHA256SUMS").write_text("".join(lines))
+    return root
+
+
+def corrupt(path: Path) -> None:
+    """Flip one byte, keeping the size: only a digest can notice."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def mtimes(folder: ModelFolder) -> dict[str, int]:
+    return {str(p.relative_to(folder.path)): p.stat().st_mtime_ns for p in folder.path.rglob("*") if p.is_file()}
+
+
+def leftovers(volume: Path) -> list[str]:
+    models = volume / "models"
+    return sorted(p.name for p in models.iterdir()) if models.is_dir() else []
+
+
+@dataclass
+class CountingSource:
+    """Wraps a source to record what the flow asked it to fetch, and where it staged it."""
+
+    inner: Source
+    listing: list[SourceFile] | None = None  # replaces inner.files(), e.g. digests taken earlier
+    fetched: list[str] = field(default_factory=list)
+    staging: list[Path] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    @property
+    def all_or_nothing(self) -> bool:
+        return self.inner.all_or_nothing
+
+    def files(self) -> list[SourceFile]:
+        return self.listing if self.listing is not None else self.inner.files()
+
+    def fetch(self, file: SourceFile, staging: Path) -> Path:
+        self.fetched.append(file.target)
+        self.staging.append(staging)
+        return self.inner.fetch(file, staging)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "scripts/seed_volume.py", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_tiny_seeds_a_verified_folder_and_a_second_run_fetches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--volume", str(tmp_path), "--tiny"]) == 0
+    out = capsys.readouterr().out
+    folder = Volume(tmp_path).model("tiny")
+    assert folder.is_complete()
+    assert folder.checksum_mismatches() == []
+    assert set(folder.recorded_checksums()) == set(MODEL_FILES)
+    assert "random weights" in out and "noise, not speech" in out
+    assert out.count("  fetched  ") == len(MODEL_FILES)
+    assert leftovers(tmp_path) == ["tiny"]  # no staging left behind
+
+    before = mtimes(folder)
+    assert main(["--volume", str(tmp_path), "--tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "already seeded" in out
+    assert "  fetched  " not in out
+    assert out.count("  present  ") == len(MODEL_FILES)
+    assert mtimes(folder) == before
+
+
+def test_tiny_model_loads_as_an_f5tts_cfm(tmp_path: Path) -> None:
+    from f5_tts.model.cfm import CFM
+
+    assert main(["--volume", str(tmp_path), "--tiny"]) == 0
+    loaded = load_model(Volume(tmp_path).model("tiny"), device="cpu")
+    assert isinstance(loaded.cfm, CFM)
+    assert loaded.random_weights
+
+
+def test_cli_seeds_from_a_hub_layout_mirror(tmp_path: Path, tiny_template: ModelFolder) -> None:
+    mirror = make_mirror(tmp_path / "mirror", tiny_template)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+
+    result = run_cli("--volume", str(volume), "--from", str(mirror))
+
+    assert result.returncode == 0, result.stderr
+    folder = Volume(volume).model("F5TTS_v1_Base")
+    assert folder.is_complete()
+    for target in V1.remote_files():
+        assert (folder.path / target).read_bytes() == (tiny_template.path / target).read_bytes()
+    config = folder.config()
+    assert config["name"] == "F5TTS_v1_Base"
+    assert config["arch"]["dim"] == 1024  # from F5-TTS's own yaml, not the tiny model's
+    assert config["source"]["weights"] == {"repo": "SWivid/F5-TTS", "file": V1.weights}
+    assert "seeded at" in result.stdout and "5 fetched" in result.stdout
+    assert leftovers(volume) == ["F5TTS_v1_Base"]
+
+
+def test_corrupt_mirror_file_fails_and_leaves_no_folder(
+    tmp_path: Path, tiny_template: ModelFolder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = make_mirror(tmp_path / "mirror", tiny_template)
+    weights = mirror / V1.remote_files()["model.safetensors"].hub_path
+    expected = sha256_file(weights)
+    corrupt(weights)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+
+    assert main(["--volume", str(volume), "--from", str(mirror)]) == 1
+
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err
+    assert f"expected sha256 {expected}, got {sha256_file(weights)}" in err
+    assert "Traceback" not in err
+    assert leftovers(volume) == []
+
+
+def test_partial_folder_fetches_only_missing_or_damaged_files(tmp_path: Path, tiny_template: ModelFolder) -> None:
+    mirror = make_mirror(tmp_path / "mirror", tiny_template)
+    folder = Volume(tmp_path / "volume").model("F5TTS_v1_Base")
+    seed(folder, MirrorSource(mirror, V1))
+    (folder.path / "vocos" / "pytorch_model.bin").unlink()
+    corrupt(folder.vocab)
+    before = mtimes(folder)
+
+    source = CountingSource(MirrorSource(mirror, V1))
+    report = seed(folder, source)
+
+    assert sorted(source.fetched) == ["vocab.txt", "vocos/pytorch_model.bin"]
+    assert sorted(report.present) == ["config.json", "model.safetensors", "vocos/config.yaml"]
+    assert folder.is_complete()
+    after = mtimes(folder)
+    for kept in report.present:
+        assert after[kept] == before[kept]
+    assert {p.parent for p in source.staging} == {folder.path.parent}
+    assert {p.name for p in source.staging} == {".staging-F5TTS_v1_Base"}
+    assert leftovers(tmp_path / "volume") == ["F5TTS_v1_Base"]
+
+
+def test_complete_folder_is_not_fetched_again(tmp_path: Path, tiny_template: ModelFolder) -> None:
+    mirror = make_mirror(tmp_path / "mirror", tiny_template)
+    folder = Volume(tmp_path / "volume").model("F5TTS_v1_Base")
+    seed(folder, MirrorSource(mirror, V1))
+
+    source = CountingSource(MirrorSource(mirror, V1))
+    report = seed(folder, source)
+
+    assert source.fetched == []
+    assert report.already_seeded
+
+
+def test_too_little_free_space_fails_before_fetching(
+    tmp_path: Path, tiny_template: ModelFolder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = make_mirror(tmp_path / "mirror", tiny_template)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    source = CountingSource(MirrorSource(mirror, V1))
+
+    with pytest.raises(SeedError, match=r"need \d+ bytes .* only 1000 bytes"):
+        seed(Volume(volume).model("F5TTS_v1_Base"), source, free_space=lambda _: 1000)
+    assert source.fetched == []
+
+    assert main(["--volume", str(volume), "--from", str(mirror)], free_space=lambda _: 1000) == 1
+    err = capsys.readouterr().err
+    assert "not enough free space" in err and "Traceback" not in err
+    assert leftovers(volume) == []
+
+
+def test_copy_between_volumes_verifies_the_source_folder(
+    tmp_path: Path, tiny_template: ModelFolder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    assert main(["--volume", str(volume), "--from", str(tiny_template.path)]) == 0
+    assert Volume(volume).model("tiny").is_complete()
+
+    damaged = ModelFolder(tmp_path / "other" / "tiny")
+    shutil.copytree(tiny_template.path, damaged.path)
+    corrupt(damaged.vocoder_dir / "pytorch_model.bin")
+    target = tmp_path / "volume2"
+    target.mkdir()
+    assert main(["--volume", str(target), "--from", str(damaged.path)]) == 1
+    assert "vocos/pytorch_model.bin" in capsys.readouterr().err
+    assert leftovers(target) == []
+
+
+def test_hub_offline_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = run_cli("--volume", str(tmp_path), "--model", "F5TTS_v1_Base", env={"HF_HUB_OFFLINE": "1"})
+
+    assert result.returncode == 1
+    assert "cannot reach the Hugging Face hub" in result.stderr
+    assert "--tiny" in result.stderr and "--from DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert leftovers(tmp_path) == []
+
+
+class FakeHub:
+    """Stands in for huggingface_hub's HfApi and hf_hub_download, serving files from a mirror."""
+
+    def __init__(self, mirror: Path) -> None:
+        self.mirror = mirror
+        self.downloads: list[str] = []
+
+    def api(self) -> FakeHub:
+        return self
+
+    def get_paths_info(self, repo_id: str, paths: list[str], *, expand: bool = False) -> list[object]:
+        from huggingface_hub.hf_api import RepoFile
+
+        infos: list[object] = []
+        for path in paths:
+            local = self.mirror / repo_id / path
+            size = local.stat().st_size
+            # Like the hub: LFS files carry a sha256, small git files (vocab.txt, config.yaml) do not.
+            is_lfs = local.suffix not in (".txt", ".yaml")
+            lfs = {"size": size, "oid": sha256_file(local), "pointerSize": 134} if is_lfs else None
+            infos.append(RepoFile(path=path, size=size, oid="0" * 40, lfs=lfs))  # type: ignore[no-untyped-call]
+        return infos
+
+    def download(self, repo_id: str, filename: str, *, local_dir: Path) -> str:
+        self.downloads.append(f"{repo_id}/{filename}")
+        dest = Path(local_dir) / filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.mirror / repo_id / filename, dest)
+        return str(dest)
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, tiny_template: ModelFolder, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    import huggingface_hub
+
+    hub = FakeHub(make_mirror(tmp_path / "hub", tiny_template, with_sums=False))
+    monkeypatch.setattr(huggingface_hub, "HfApi", hub.api)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.download)
+    yield hub
+
+
+def test_hub_source_uses_lfs_digests_and_downloads_into_staging(tmp_path: Path, fake_hub: FakeHub) -> None:
+    files = {file.target: file for file in HubSource(V1).files()}
+    weights = fake_hub.mirror / V1.remote_files()["model.safetensors"].hub_path
+    assert files["model.safetensors"].sha256 == sha256_file(weights)
+    assert files["vocab.txt"].sha256 is None
+
+    folder = Volume(tmp_path / "volume").model("F5TTS_v1_Base")
+    report = seed(folder, HubSource(V1))
+
+    assert folder.is_complete()
+    assert sorted(fake_hub.downloads) == sorted(r.hub_path for r in V1.remote_files().values())
+    assert len(report.fetched) == len(MODEL_FILES)
+
+
+def test_hub_download_with_wrong_digest_is_rejected(tmp_path: Path, fake_hub: FakeHub) -> None:
+    source = HubSource(V1)
+    listing = source.files()  # digests as the hub lists them, before the download goes wrong
+    corrupt(fake_hub.mirror / V1.remote_files()["vocos/pytorch_model.bin"].hub_path)
+    stale = CountingSource(source, listing=listing)
+
+    folder = Volume(tmp_path / "volume").model("F5TTS_v1_Base")
+    with pytest.raises(SeedError, match="vocos/pytorch_model.bin .* is corrupt: expected sha256"):
+        seed(folder, stale)
+    assert leftovers(tmp_path / "volume") == []
+
+
+def test_unknown_model_is_a_usage_error_naming_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--volume", str(tmp_path), "--model", "F5TTS_Huge"]) == 2
+    err = capsys.readouterr().err
+    assert "F5TTS_v1_Base" in err and "F5TTS_Base" in err
+    assert leftovers(tmp_path) == []
