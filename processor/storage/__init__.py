@@ -1,0 +1,56 @@
+"""Where jobs come from and where their outputs go.
+
+Three small interfaces; local-folder versions live in `local.py`, cloud ones
+beside them. The worker sees only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+
+class Lease(Protocol):
+    """One claimed manifest. Exactly one of `ack` or `release` ends it."""
+
+    @property
+    def name(self) -> str:
+        """The manifest's name without `.json`: the default job id."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    def ack(self) -> None:
+        """The job is finished (succeeded or failed for good): never deliver it again."""
+
+    def release(self) -> None:
+        """Give the manifest back so that a worker takes it again."""
+
+    def extend(self) -> None:
+        """Keep the claim alive while a long job runs."""
+
+
+class Inbox(Protocol):
+    def leases(self, *, once: bool) -> Iterator[Lease]:
+        """Claimed manifests, one at a time. `once`: stop when nothing is left."""
+
+
+class Outbox(Protocol):
+    def put(self, key: str, data: bytes) -> None:
+        """Write atomically: a reader sees the old object, or the whole new one."""
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write unless `key` exists; False when it did. The basis of write-once results."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def uri(self, key: str) -> str:
+        """Where a consumer finds `key` (a path or an s3:// URI)."""
+
+
+class VoiceSource(Protocol):
+    def fetch(self, ref: str, dest_dir: Path) -> Path:
+        """Copy the voice clip `ref` into `dest_dir`; raise VoiceNotFound if there is none."""

@@ -1,0 +1,213 @@
+"""Local folders as inbox, outbox and voice source: the embedded default.
+
+A manifest is claimed by renaming it into `<inbox>/.claims/`, which is atomic on
+one filesystem: of several workers renaming the same file, exactly one wins.
+The claim's name records its owner (`<name>@<host>.<pid>.json`), so a restarted
+worker can return claims whose owner died. Finished manifests move to
+`<inbox>/.done/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from processor.errors import PermanentError, VoiceNotFound
+
+CLAIMS = ".claims"
+DONE = ".done"
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write a sibling temp file, fsync it and return it, ready to be renamed or linked into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(tmp)
+
+
+@dataclass
+class LocalLease:
+    inbox: LocalInbox
+    claim: Path
+    name: str
+    _body: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = self.claim.read_bytes()
+        return self._body
+
+    def ack(self) -> None:
+        done = self.inbox.root / DONE
+        done.mkdir(exist_ok=True)
+        target = done / f"{self.name}.json"
+        if target.exists():
+            target = done / f"{self.name}.{time.time_ns()}.json"
+        os.replace(self.claim, target)
+
+    def release(self) -> None:
+        os.replace(self.claim, self.inbox.root / f"{self.name}.json")
+
+    def extend(self) -> None:
+        os.utime(self.claim)
+
+
+@dataclass
+class LocalInbox:
+    root: Path
+    stale_after_s: float = 600.0
+    settle_s: float = 0.2
+    poll_s: float = 1.0
+    identity: str = field(default_factory=worker_identity)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / CLAIMS).mkdir(exist_ok=True)
+
+    def leases(self, *, once: bool) -> Iterator[LocalLease]:
+        self.recover()
+        while True:
+            waiting = self._pending()
+            for path in waiting:
+                if self._settled(path) and (lease := self.claim(path)) is not None:
+                    yield lease
+            if not waiting:
+                if once:
+                    return
+                self._wait_for_manifests()
+            elif not any(self._settled(p) for p in self._pending()):
+                time.sleep(self.settle_s)
+
+    def claim(self, path: Path) -> LocalLease | None:
+        name = path.name.removesuffix(".json")
+        claim = self.root / CLAIMS / f"{name}@{self.identity}.json"
+        try:
+            os.rename(path, claim)
+        except FileNotFoundError:
+            return None  # another worker was faster
+        return LocalLease(self, claim, name)
+
+    def recover(self) -> list[str]:
+        """Return to the inbox the claims of workers that died; names of what was returned."""
+        returned = []
+        host = socket.gethostname()
+        for claim in sorted((self.root / CLAIMS).glob("*.json")):
+            name, _, owner = claim.name.removesuffix(".json").rpartition("@")
+            owner_host, _, pid = owner.rpartition(".")
+            if owner == self.identity:
+                continue
+            if owner_host == host and pid.isdigit():
+                dead = not pid_alive(int(pid))
+            else:
+                dead = time.time() - claim.stat().st_mtime > self.stale_after_s
+            if dead:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(claim, self.root / f"{name}.json")
+                    returned.append(name)
+        return returned
+
+    def _pending(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("*.json") if not p.name.startswith("."))
+
+    def _settled(self, path: Path) -> bool:
+        """Skip files still being written by a non-atomic copy."""
+        try:
+            return time.time() - path.stat().st_mtime >= self.settle_s
+        except FileNotFoundError:
+            return False
+
+    def _wait_for_manifests(self) -> None:
+        from watchfiles import watch
+
+        for _ in watch(self.root, recursive=False, rust_timeout=int(self.poll_s * 1000), yield_on_timeout=True):
+            return
+
+
+@dataclass
+class LocalOutbox:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.replace(atomic_write(path, data), path)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = atomic_write(path, data)
+        try:
+            os.link(tmp, path)  # link fails if the target exists: no overwrite, no window
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+        return True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key).resolve())
+
+
+@dataclass
+class LocalVoices:
+    """Voice clips under the inbox folder, addressed by relative path."""
+
+    root: Path
+
+    def fetch(self, ref: str, dest_dir: Path) -> Path:
+        path = self.resolve(ref)
+        if not path.is_file():
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {path}")
+        dest = dest_dir / f"voice{''.join(path.suffixes[-1:])}"
+        shutil.copyfile(path, dest)
+        return dest
+
+    def resolve(self, ref: str) -> Path:
+        if "://" in ref:
+            raise PermanentError(
+                f"voice {ref!r} is a URL; with a local inbox, voice is a path relative to the inbox folder",
+                code="voice_not_allowed",
+            )
+        rel = PurePosixPath(ref)
+        if rel.is_absolute() or ".." in rel.parts or "\\" in ref:
+            raise PermanentError(
+                f"voice {ref!r} must be a relative path inside the inbox folder (no '..', no absolute paths)",
+                code="voice_not_allowed",
+            )
+        return self.root / rel

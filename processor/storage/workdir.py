@@ -1,0 +1,50 @@
+"""The processing tier: a scratch folder per job, under /tmp by default, emptied after the job.
+
+Each worker process owns `<processing>/<host>.<pid>/`; a folder left by a dead
+worker on this host is removed when the next one starts, so the ephemeral disk
+never fills with leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from processor.storage.local import pid_alive, worker_identity
+
+
+@dataclass
+class WorkDir:
+    root: Path
+    identity: str = field(default_factory=worker_identity)
+
+    @property
+    def mine(self) -> Path:
+        return self.root / self.identity
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname()
+        for folder in self.root.iterdir():
+            owner_host, _, pid = folder.name.rpartition(".")
+            if folder.is_dir() and owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+        self.mine.mkdir(exist_ok=True)
+
+    @contextlib.contextmanager
+    def job(self, job_id: str) -> Iterator[Path]:
+        """A fresh folder for one job, removed afterwards whatever happened."""
+        self.mine.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.mine, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""The worker end to end: real CLI, real F5-TTS classes (tiny random weights), local inbox and outbox."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import VOICE, manifest, run_cli, write_manifest
+from processor.storage.volume import Volume
+
+GOOD = {
+    "plain": manifest("Good morning. The weather today is calm and clear."),
+    "flac-seeded": manifest("A sentence in FLAC with a fixed seed.", format="flac", seed=42, id="flac-job"),
+    "mp3": manifest("An MP3 with fewer steps.", format="mp3", nfe_step=8),
+    "ogg": manifest("An Ogg Vorbis file, a little faster.", format="ogg", speed=1.3),
+    "long": manifest(" ".join(["This sentence is one of many that make the text long enough to be split."] * 5),
+                     nfe_step=4),
+    "trimmed": manifest("Silences removed.", remove_silence=True, nfe_step=4),
+}
+BAD = {
+    "broken": ("{not json", "invalid_json"),
+    "typo": (manifest(speeed=1.2), "invalid_manifest"),
+    "blank-text": (manifest(text="  \n "), "invalid_manifest"),
+    "no-transcript": ({"text": "hi", "voice": "voices/narrator.wav"}, "voice_text_required"),
+    "missing-voice": (manifest(voice="voices/missing.wav"), "voice_not_found"),
+    "not-audio": (manifest(voice="voices/not-audio.wav"), "voice_unreadable"),
+    "escape": (manifest(voice="../outside.wav"), "voice_not_allowed"),
+}
+
+
+@dataclass
+class Run:
+    inbox: Path
+    outbox: Path
+    processing: Path
+    stdout: str
+    returncode: int
+
+    def result(self, job_id: str) -> dict:
+        return json.loads((self.outbox / job_id / "result.json").read_text())
+
+
+def worker_args(run_root: Path, volume: Volume) -> list[str]:
+    return ["run", "--inbox", str(run_root / "inbox"), "--outbox", str(run_root / "outbox"),
+            "--volume", str(volume.root), "--model", "tiny", "--processing-dir", str(run_root / "processing"),
+            "--once"]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Run:
+    root = tmp_path_factory.mktemp("batch")
+    inbox = root / "inbox"
+    (inbox / "voices").mkdir(parents=True)
+    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
+    (inbox / "voices" / "not-audio.wav").write_text("this is text, not a RIFF file\n" * 50)
+    (root / "outside.wav").write_bytes(VOICE.read_bytes())
+    for name, data in GOOD.items():
+        write_manifest(inbox, name, data)
+    for name, (data, _) in BAD.items():
+        write_manifest(inbox, name, data)
+    out = run_cli(*worker_args(root, tiny_volume))
+    return Run(inbox, root / "outbox", root / "processing", out.stdout + out.stderr, out.returncode)
+
+
+def job_id(name: str) -> str:
+    return GOOD.get(name, {}).get("id", name)
+
+
+def test_worker_drains_inbox_and_exits_zero(batch: Run) -> None:
+    assert batch.returncode == 0, batch.stdout
+    assert not list(batch.inbox.glob("*.json")), "every manifest was taken"
+    assert not list((batch.inbox / ".claims").iterdir()), "no claim left behind"
+    assert len(list((batch.inbox / ".done").glob("*.json"))) == len(GOOD) + len(BAD)
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_good_manifest_succeeds_with_decodable_24khz_audio(batch: Run, name: str) -> None:
+    result = batch.result(job_id(name))
+    fmt = GOOD[name].get("format", "wav")
+    assert result["status"] == "succeeded", result["error"]
+    assert result["error"] is None and result["attempts"] == 1
+    assert result["audio"] == f"{job_id(name)}/audio.{fmt}"
+    assert Path(result["audio_uri"]) == (batch.outbox / result["audio"]).resolve()
+    samples, rate = sf.read(batch.outbox / result["audio"], dtype="float32")
+    assert rate == result["sample_rate"] == 24000
+    assert samples.ndim == 1 and np.isfinite(samples).all() and np.abs(samples).max() > 0
+    # mp3 and vorbis decoders may add or drop a frame's worth of padding.
+    tolerance = 1 / 24000 if fmt in ("wav", "flac") else 0.1
+    assert len(samples) / rate == pytest.approx(result["duration_s"], abs=tolerance)
+
+
+def test_result_record_is_complete(batch: Run) -> None:
+    result = batch.result("flac-job")
+    keys = {"id", "status", "audio", "format", "sample_rate", "duration_s", "seed", "model", "error", "attempts",
+            "timings", "manifest_sha256"}
+    assert keys <= result.keys()
+    assert (result["id"], result["format"], result["seed"], result["model"]) == ("flac-job", "flac", 42, "tiny")
+    assert set(result["timings"]) == {"fetch", "synth", "write", "total"}
+    assert result["timings"]["synth"] > 0
+    assert result["timings"]["total"] >= result["timings"]["fetch"] + result["timings"]["synth"]
+    manifest_bytes = (batch.inbox / ".done" / "flac-seeded.json").read_bytes()
+    import hashlib
+
+    assert result["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
+
+
+def test_seed_is_derived_from_id_when_the_manifest_has_none(batch: Run) -> None:
+    from processor.manifest import seed_from_id
+
+    assert batch.result("plain")["seed"] == seed_from_id("plain")
+
+
+def test_durations_follow_f5_tts_duration_estimate(batch: Run) -> None:
+    from f5_tts_oracle import expected_single_chunk_seconds
+
+    for name in ("plain", "flac-seeded", "ogg"):
+        data = GOOD[name]
+        expected = expected_single_chunk_seconds(VOICE, data["voice_text"], data["text"], data.get("speed", 1.0))
+        assert batch.result(job_id(name))["duration_s"] == pytest.approx(expected, abs=0.5 / 24000), name
+
+
+def test_long_text_is_chunked_and_cross_faded(batch: Run) -> None:
+    log = (batch.outbox / "long" / "log.jsonl").read_text().splitlines()
+    assert batch.result("long")["duration_s"] > 2 * batch.result("plain")["duration_s"]
+    assert any(json.loads(line)["stage"] == "synthesized" for line in log)
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_manifest_fails_alone_with_its_code(batch: Run, name: str) -> None:
+    result = batch.result(name)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == BAD[name][1]
+    assert len(result["error"]["message"]) > 10
+    assert result["audio"] is None and result["duration_s"] is None
+    assert not list((batch.outbox / name).glob("audio.*"))
+
+
+def test_log_jsonl_tells_the_job_story(batch: Run) -> None:
+    stages = [json.loads(line)["stage"] for line in (batch.outbox / "plain" / "log.jsonl").read_text().splitlines()]
+    assert stages == ["claimed", "fetched", "synthesized", "written", "finished"]
+    failed = [json.loads(line) for line in (batch.outbox / "missing-voice" / "log.jsonl").read_text().splitlines()]
+    assert any(e["stage"] == "failed" and e["code"] == "voice_not_found" for e in failed)
+
+
+def test_stdout_is_json_lines_with_job_and_stage(batch: Run) -> None:
+    events = [json.loads(line) for line in batch.stdout.splitlines() if line.startswith("{")]
+    assert any(e.get("stage") == "finished" and e.get("job") == "flac-job" for e in events)
+
+
+def test_nothing_written_outside_the_outbox_and_processing_files_removed(batch: Run) -> None:
+    assert sorted(p.name for p in batch.outbox.iterdir()) == sorted(job_id(n) for n in [*GOOD, *BAD])
+    assert [p for p in batch.processing.rglob("*") if p.is_file()] == []
+    assert not any(p.name.endswith(".part") for p in batch.outbox.rglob("*"))
+
+
+def test_rerun_skips_jobs_that_have_a_result(batch: Run, tiny_volume: Volume) -> None:
+    before = (batch.outbox / "plain" / "result.json").read_bytes()
+    write_manifest(batch.inbox, "plain", GOOD["plain"])
+    out = run_cli(*worker_args(batch.inbox.parent, tiny_volume))
+    assert out.returncode == 0, out.stderr
+    assert (batch.outbox / "plain" / "result.json").read_bytes() == before
+    assert "a result for this id exists already" in out.stdout
