@@ -66,7 +66,8 @@ def prepare_voice(path: Path, voice_text: str, workdir: Path) -> VoicePrompt:
     samples, rate = sf.read(str(prepared), dtype="float32", always_2d=True)
     if samples.shape[0] < MIN_VOICE_S * rate or not np.isfinite(samples).all() or not np.any(samples):
         raise VoiceUnreadable("voice clip is silent or too short once its silences are trimmed")
-    return VoicePrompt(samples=np.ascontiguousarray(samples.T), sample_rate=int(rate), text=normalize_voice_text(voice_text))
+    samples = np.ascontiguousarray(samples.T)
+    return VoicePrompt(samples=samples, sample_rate=int(rate), text=normalize_voice_text(voice_text))
 
 
 def _clip_on_silence(aseg, silence, *, min_silence_len: int, silence_thresh: int):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from processor.errors import InvalidJson, InvalidManifest, VoiceTextRequired
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION: Literal[1] = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_TEXT_CHARS = 50_000
 MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a manifest a manifest

@@ -72,7 +72,9 @@ def wheel_vocab() -> Path:
 
 
 def model_config(name: str, arch: dict[str, Any], *, backbone: str = "DiT", **extra: Any) -> dict[str, Any]:
-    return {"format": CONFIG_FORMAT, "name": name, "backbone": backbone, "arch": arch, "mel_spec": dict(MEL_SPEC), **extra}
+    return {
+        "format": CONFIG_FORMAT, "name": name, "backbone": backbone, "arch": arch, "mel_spec": dict(MEL_SPEC), **extra
+    }
 
 
 def read_vocab(path: Path) -> dict[str, int]:

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EXAMPLES, REPO, manifest, run_cli, write_manifest
 from processor.settings import Settings
+
+from conftest import EXAMPLES, REPO, manifest, run_cli, write_manifest
 
 
 def test_console_script_and_module_are_the_same_command() -> None:

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import VOICE, VOICE_TEXT, manifest, write_manifest
-from f5_tts_oracle import upstream
 from processor.storage.volume import ModelFolder, Volume
+
+from conftest import VOICE, manifest, write_manifest
+from f5_tts_oracle import upstream
 
 
 class _OneThread(ThreadPoolExecutor):

@@ -5,9 +5,17 @@ import json
 import jsonschema
 import pytest
 
-from conftest import EXAMPLES, REPO, VOICE_TEXT, manifest, run_cli
 from processor.errors import InvalidJson, InvalidManifest, PermanentError, VoiceTextRequired
-from processor.manifest import MAX_MANIFEST_BYTES, MAX_TEXT_CHARS, manifest_schema, parse_manifest, safe_id, seed_from_id
+from processor.manifest import (
+    MAX_MANIFEST_BYTES,
+    MAX_TEXT_CHARS,
+    manifest_schema,
+    parse_manifest,
+    safe_id,
+    seed_from_id,
+)
+
+from conftest import EXAMPLES, REPO, VOICE_TEXT, manifest, run_cli
 
 SCHEMA_FILE = REPO / "manifests" / "schema.json"
 

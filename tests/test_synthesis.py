@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from f5_tts_oracle import upstream
 from processor.audio import normalize_voice_text
 from processor.synthesis import chunk_text, cross_fade
+
+from f5_tts_oracle import upstream
 
 SENTENCES = st.lists(
     st.text(alphabet=st.sampled_from(list("abcdefg xyz,.;:!?'\"-") + ["。", "，", "你", "好", "é", "ü", "\n"]),

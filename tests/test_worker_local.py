@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import VOICE, manifest, run_cli, write_manifest
 from processor.storage.volume import Volume
+
+from conftest import VOICE, manifest, run_cli, write_manifest
 
 GOOD = {
     "plain": manifest("Good morning. The weather today is calm and clear."),
