@@ -167,3 +167,41 @@ def test_rerun_skips_jobs_that_have_a_result(batch: Run, tiny_volume: Volume) ->
     assert out.returncode == 0, out.stderr
     assert (batch.outbox / "plain" / "result.json").read_bytes() == before
     assert "a result for this id exists already" in out.stdout
+
+
+def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, tiny_volume: Volume) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    inbox = tmp_path / "inbox"
+    (inbox / "voices").mkdir(parents=True)
+    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
+    long_text = " ".join(["A long text keeps the worker busy for a while."] * 12)
+    write_manifest(inbox, "slow", manifest(long_text, nfe_step=8))
+    args = worker_args(tmp_path, tiny_volume)
+    args.remove("--once")
+    victim = subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    claims = inbox / ".claims"
+    deadline = time.monotonic() + 120
+    while not (claims.is_dir() and list(claims.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(claims.iterdir()), "the worker claimed the manifest"
+    time.sleep(1.0)  # into the synthesis
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    assert not (tmp_path / "outbox" / "slow" / "result.json").exists()
+    assert len(list(claims.iterdir())) == 1, "the dead worker's claim is still there"
+    assert any(p.is_file() for p in (tmp_path / "processing").rglob("*")), "it died with files in its scratch folder"
+
+    out = run_cli(*worker_args(tmp_path, tiny_volume))
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads((tmp_path / "outbox" / "slow" / "result.json").read_text())
+    assert result["status"] == "succeeded"
+    assert list(claims.iterdir()) == []
+    assert [p for p in (tmp_path / "processing").rglob("*") if p.is_file()] == []
