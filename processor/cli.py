@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from processor import __version__
 from processor.errors import F5BatchError, ModelError
 from processor.manifest import parse_manifest, schema_text
 from processor.settings import Settings
-from processor.storage.local import LocalVoices
+from processor.submit import Submission
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -27,8 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="take manifests from the inbox and write results to the outbox")
-    run.add_argument("--inbox", help="inbox folder (F5B_INBOX)")
-    run.add_argument("--outbox", help="outbox folder (F5B_OUTBOX)")
+    run.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/ (F5B_INBOX)")
+    run.add_argument("--outbox", help="outbox folder or s3://bucket/prefix/ (F5B_OUTBOX)")
+    run.add_argument("--queue", help="SQS queue URL to take jobs from (F5B_QUEUE)")
+    run.add_argument("--s3-path-style", action="store_const", const=True, help="path-style S3 (F5B_S3_PATH_STYLE)")
     run.add_argument("--volume", type=Path, help="model volume (F5B_VOLUME)")
     run.add_argument("--model", help="model name on the volume (F5B_MODEL)")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N (F5B_DEVICE)")
@@ -38,7 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="validate manifests and drop them (and their voices) into the inbox")
     submit.add_argument("files", nargs="+", type=Path)
-    submit.add_argument("--inbox", required=True, type=Path)
+    target = submit.add_mutually_exclusive_group(required=True)
+    target.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/")
+    target.add_argument("--queue", help="SQS queue URL (the manifest is the message)")
+    submit.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
+
+    boot = commands.add_parser("bootstrap", help="create the queue, its dead-letter queue and the inbox notification")
+    boot.add_argument("--queue-name", required=True)
+    boot.add_argument("--inbox", help="s3://bucket/prefix/ whose new .json objects feed the queue")
+    boot.add_argument("--outbox", help="s3://bucket/prefix/ (created with --create-buckets)")
+    boot.add_argument("--create-buckets", action="store_true", help="create the inbox and outbox buckets if missing")
+    boot.add_argument("--max-receive-count", type=int, default=5, help="deliveries before the dead-letter queue")
+    boot.add_argument("--visibility-timeout", type=int, default=300, help="queue visibility timeout, seconds")
+    boot.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
 
     validate = commands.add_parser("validate", help="check manifests without running them")
     validate.add_argument("files", nargs="+", type=Path)
@@ -49,12 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "submit": cmd_submit, "validate": cmd_validate, "schema": cmd_schema}[args.command]
+    handler = {"run": cmd_run, "submit": cmd_submit, "validate": cmd_validate, "schema": cmd_schema,
+               "bootstrap": cmd_bootstrap}[args.command]
     return handler(args)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    names = ("inbox", "outbox", "volume", "model", "device", "processing_dir", "log_format")
+    names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return Settings(**overrides)
 
@@ -71,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure(settings.log_format)
     try:
         worker = build_worker(settings)
-    except ModelError as exc:
+    except (ModelError, F5BatchError) as exc:
         logger.error(str(exc), extra={"stage": "startup", "code": exc.code})
         return EXIT_FAILED
     handled = worker.run(once=args.once)
@@ -80,42 +93,56 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    inbox: Path = args.inbox
-    inbox.mkdir(parents=True, exist_ok=True)
+    deliver = _submit_target(args)
     failed = 0
     for file in args.files:
         try:
-            manifest = parse_manifest(file.read_bytes(), file.stem)
+            sub = Submission(file, parse_manifest(file.read_bytes(), file.stem))
+            where = deliver(sub)
         except (OSError, F5BatchError) as exc:
             print(f"{file}: not submitted: {getattr(exc, 'code', 'unreadable')}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        target = inbox / file.name
-        if target.exists():
-            print(f"{file}: not submitted: {target} is already waiting in the inbox", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            _copy_voice(LocalVoices(file.parent).resolve(manifest.voice), LocalVoices(inbox).resolve(manifest.voice))
-        except F5BatchError as exc:
-            print(f"{file}: not submitted: {exc.code}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        tmp = inbox / f".{file.name}.submitting"
-        shutil.copyfile(file, tmp)
-        os.replace(tmp, target)  # the worker never sees a half-copied manifest
-        print(f"submitted {manifest.job_id} -> {target}")
+        print(f"submitted {sub.manifest.job_id} -> {where}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _copy_voice(source: Path, target: Path) -> None:
-    """Bring a voice clip that sits next to the manifest along into the inbox."""
-    if not source.is_file() or (target.is_file() and target.stat().st_size == source.stat().st_size):
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.submitting")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
+    from processor import submit
+    from processor.aws import S3Location, is_s3_url, make_client
+
+    if args.queue:
+        sqs = make_client("sqs")
+        return lambda sub: submit.to_queue(sub, args.queue, sqs)
+    if is_s3_url(args.inbox):
+        location, s3 = S3Location.parse(args.inbox), make_client("s3", path_style=args.s3_path_style)
+        return lambda sub: submit.to_s3(sub, location, s3)
+    inbox = Path(args.inbox)
+    inbox.mkdir(parents=True, exist_ok=True)
+    return lambda sub: submit.to_folder(sub, inbox)
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from processor.aws import S3Location, make_client
+    from processor.bootstrap import BootstrapPlan, bootstrap
+
+    try:
+        plan = BootstrapPlan(
+            queue_name=args.queue_name,
+            inbox=S3Location.parse(args.inbox) if args.inbox else None,
+            outbox=S3Location.parse(args.outbox) if args.outbox else None,
+            create_buckets=args.create_buckets,
+            max_receive_count=args.max_receive_count,
+            visibility_timeout_s=args.visibility_timeout,
+        )
+        sqs = make_client("sqs")
+        made = bootstrap(plan, make_client("s3", path_style=args.s3_path_style), sqs)
+    except F5BatchError as exc:
+        print(f"f5-batch bootstrap: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for name, value in made.items():
+        print(f"{name}={value}")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

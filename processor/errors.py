@@ -64,3 +64,9 @@ class TextUnusable(PermanentError):
     """The text has nothing the model can speak once chunked."""
 
     code = "text_unusable"
+
+
+class InvalidMessage(PermanentError):
+    """A queue message the worker does not understand: retrying it cannot help."""
+
+    code = "invalid_message"

@@ -18,8 +18,9 @@ from processor.storage.volume import default_volume
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="F5B_", extra="forbid")
 
-    inbox: str = Field("inbox", description="Inbox folder the worker takes manifests from.")
-    outbox: str = Field("outbox", description="Outbox folder the worker writes results to.")
+    inbox: str = Field("inbox", description="Inbox: a folder, or s3://bucket/prefix/.")
+    outbox: str = Field("outbox", description="Outbox: a folder, or s3://bucket/prefix/.")
+    queue: str | None = Field(None, description="SQS queue URL to take jobs from (instead of polling the inbox).")
     volume: Path = Field(
         default_factory=default_volume,
         description="Persistent volume with models and caches (/runpod-volume if mounted, else ./volume).",
@@ -35,4 +36,15 @@ class Settings(BaseSettings):
     claim_stale_s: float = Field(
         600.0, gt=0.0, description="A local claim by another host untouched this long is returned to the inbox."
     )
+    s3_path_style: bool = Field(False, description="Path-style S3 addressing, for S3-compatible stores.")
+    voice_buckets: str = Field("", description="Comma-separated buckets voices may come from (default: the inbox's).")
+    voice_max_bytes: int = Field(50 * 2**20, gt=0, description="Largest voice file accepted, in bytes.")
+    voice_cache_bytes: int = Field(512 * 2**20, ge=0, description="Cap of the voice download cache, in bytes.")
+    lease_s: int = Field(300, ge=30, le=43200, description="S3 lease and SQS visibility per extension, seconds.")
+    poll_s: float = Field(5.0, gt=0.0, description="Pause between scans of an S3 inbox that had nothing to claim.")
+    receive_batch: int = Field(1, ge=1, le=10, description="SQS messages taken per receive.")
+    max_receives: int = Field(5, ge=1, description="Deliveries before giving up, if the queue has no redrive policy.")
+    redelivery_base_s: float = Field(10.0, ge=0.0, description="Backoff before a transient failure is redelivered.")
+    aws_max_attempts: int = Field(6, ge=1, le=20, description="Attempts per S3/SQS call for transient errors.")
+    aws_retry_total_s: float = Field(60.0, gt=0.0, description="Longest time spent retrying one S3/SQS call.")
     log_format: Literal["json", "text"] = Field("json", description="json: one object per line; text: for people.")

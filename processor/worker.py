@@ -14,6 +14,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from processor.audio import encode, prepare_voice, remove_silence
 from processor.errors import F5BatchError, PermanentError, TransientError
+from processor.heartbeat import Heartbeat
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, safe_id
 from processor.results import ErrorInfo, Result, Timings, job_key
@@ -42,6 +43,7 @@ class Job:
     lease: Lease
     log: JobLog
     manifest: Manifest | None = None
+    body: bytes = b""
     timings: Timings = field(default_factory=Timings)
     attempts: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -60,6 +62,7 @@ class Worker:
     workdir: WorkDir
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     identity: str = "worker"
+    heartbeat_s: float = 60.0
 
     def run(self, *, once: bool) -> int:
         """Process manifests until the inbox is empty (`once`) or forever; returns jobs handled."""
@@ -70,24 +73,38 @@ class Worker:
         return handled
 
     def process(self, lease: Lease) -> Result | None:
+        """The job's life: read the manifest, skip it if done, run it, record the outcome."""
         job = Job(lease, JobLog(safe_id(lease.name)))
         job.log.event("claimed", f"claimed manifest {lease.name}")
-        try:
-            job.manifest = parse_manifest(lease.body, lease.name)
-            job.log.job = job.id
-            if self.outbox.exists(job_key(job.id, "result.json")):
-                job.log.event("skipped", "a result for this id exists already; not running it again")
-                lease.ack()
-                return None
-            produced = self._attempts(job)
-            result = self._result(job, produced=produced)
-        except F5BatchError as exc:
-            result = self._result(job, error=exc)
-        except Exception as exc:  # a bug must fail this one job, never the worker or the queue
-            job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
-            result = self._result(job, error=F5BatchError(f"unexpected error: {exc!r}"))
-        self._finish(job, result)
+        with Heartbeat(lease, self.heartbeat_s):
+            try:
+                job.body = lease.body
+                job.manifest = parse_manifest(job.body, lease.name)
+                job.log.job = job.id
+                if self._already_done(job):
+                    return None
+                result = self._result(job, produced=self._attempts(job))
+            except TransientError as exc:
+                if not lease.final_attempt:
+                    job.log.event("retry_later", f"{exc.message}; the manifest will be delivered again",
+                                  logging.WARNING, code=exc.code)
+                    lease.retry_later()
+                    return None
+                result = self._result(job, error=exc)
+            except F5BatchError as exc:
+                result = self._result(job, error=exc)
+            except Exception as exc:  # a bug must fail this one job, never the worker or the queue
+                job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
+                result = self._result(job, error=F5BatchError(f"unexpected error: {exc!r}"))
+            self._finish(job, result)
         return result
+
+    def _already_done(self, job: Job) -> bool:
+        if not self.outbox.exists(job_key(job.id, "result.json")):
+            return False
+        job.log.event("skipped", "a result for this id exists already; not running it again")
+        job.lease.ack()
+        return True
 
     def _attempts(self, job: Job) -> Produced:
         retrying = Retrying(
@@ -110,6 +127,9 @@ class Worker:
         assert job.manifest is not None
         with self.workdir.job(job.id) as scratch:
             wave = self._synthesize(job, self._fetch_voice(job, scratch), scratch)
+            if self.outbox.exists(job_key(job.id, "result.json")):
+                # A redelivered copy of this job finished first: its audio stays as its result describes it.
+                raise PermanentError("another worker finished this job first", code="duplicate")
             return self._write_audio(job, wave)
 
     def _fetch_voice(self, job: Job, scratch: Path) -> SynthesisRequest:
@@ -164,7 +184,7 @@ class Worker:
             error=ErrorInfo(code=error.code, message=error.message) if error else None,
             attempts=max(job.attempts, 1),
             timings=Timings(**{k: round(v, 4) for k, v in job.timings.model_dump().items()}),
-            manifest_sha256=hashlib.sha256(job.lease.body).hexdigest(),
+            manifest_sha256=hashlib.sha256(job.body).hexdigest(),
             manifest=job.lease.name,
             worker=self.identity,
             finished_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),

@@ -84,7 +84,9 @@ def test_readme_configuration_table_matches_settings() -> None:
     for name, (env, default) in documented.items():
         assert env == f"F5B_{name.upper()}"
         field = Settings.model_fields[name]
-        if field.default_factory is None and name != "processing_dir":
+        if field.default is None:
+            assert default == "none", name
+        elif field.default_factory is None and name not in ("processing_dir", "voice_buckets"):
             assert default == f"`{field.default}`", name
 
 

@@ -19,13 +19,21 @@ class Lease(Protocol):
         """The manifest's name without `.json`: the default job id."""
 
     @property
-    def body(self) -> bytes: ...
+    def body(self) -> bytes:
+        """The manifest's bytes; reading may raise a PermanentError (gone, malformed message)."""
+
+    @property
+    def final_attempt(self) -> bool:
+        """No redelivery will follow: a transient failure now must end the job as failed."""
 
     def ack(self) -> None:
         """The job is finished (succeeded or failed for good): never deliver it again."""
 
     def release(self) -> None:
-        """Give the manifest back so that a worker takes it again."""
+        """Give the manifest back at once so that a worker takes it again."""
+
+    def retry_later(self) -> None:
+        """A transient failure: deliver the manifest again after a backoff."""
 
     def extend(self) -> None:
         """Keep the claim alive while a long job runs."""

@@ -56,6 +56,7 @@ class LocalLease:
     claim: Path
     name: str
     _body: bytes | None = None
+    final_attempt: bool = True  # a folder has no redelivery: retries happen in the worker
 
     @property
     def body(self) -> bytes:
@@ -73,6 +74,9 @@ class LocalLease:
 
     def release(self) -> None:
         os.replace(self.claim, self.inbox.root / f"{self.name}.json")
+
+    def retry_later(self) -> None:
+        self.release()
 
     def extend(self) -> None:
         os.utime(self.claim)

@@ -1,0 +1,34 @@
+"""Keeps a lease alive while its job runs: a background thread calls `extend` at an interval."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from processor.logs import logger
+from processor.storage import Lease
+
+
+class Heartbeat:
+    def __init__(self, lease: Lease, interval_s: float) -> None:
+        self.lease = lease
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.lease.extend()
+            except Exception as exc:  # a missed beat is logged; the write-once result still guards duplicates
+                logger.warning(f"could not extend the lease on {self.lease.name}: {exc}",
+                               extra={"stage": "heartbeat", "job": self.lease.name})

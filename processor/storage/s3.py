@@ -1,0 +1,169 @@
+"""S3 as outbox and as voice source.
+
+The outbox writes the same layout as the local one. `put_if_absent` is a
+conditional PUT (`If-None-Match: *`): of two workers finishing the same job,
+exactly one result is stored, and a redelivered job finds it and stops.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from processor.aws import S3Location
+from processor.errors import F5BatchError, PermanentError, TransientError, VoiceNotFound
+from processor.retries import CallRetry, error_code, http_status, is_transient
+from processor.storage.voice_cache import VoiceCache
+
+MULTIPART_THRESHOLD = 8 * 2**20  # boto3's default; audio above it goes up in parts
+
+
+def storage_error(what: str, exc: Exception) -> F5BatchError:
+    """Wrap a boto error that survived the retries: transient stays transient, the rest is permanent."""
+    message = f"{what}: {error_code(exc)} (HTTP {http_status(exc) or '-'})"
+    if is_transient(exc):
+        return TransientError(message, code="storage_unavailable")
+    return F5BatchError(message, code="storage_error")
+
+
+@dataclass
+class S3Outbox:
+    client: Any
+    location: S3Location
+    retry: CallRetry
+    multipart_threshold: int = MULTIPART_THRESHOLD
+
+    def put(self, key: str, data: bytes) -> None:
+        full = self.location.key(key)
+        try:
+            if len(data) > self.multipart_threshold:
+                self.retry.call("s3 upload", lambda: self._upload_in_parts(full, data))
+            else:
+                self.retry.call("s3 put", lambda: self.client.put_object(Bucket=self.location.bucket, Key=full,
+                                                                        Body=data))
+        except Exception as exc:
+            raise storage_error(f"writing {self.uri(key)}", exc) from exc
+
+    def _upload_in_parts(self, key: str, data: bytes) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        size = self.multipart_threshold
+        config = TransferConfig(multipart_threshold=size, multipart_chunksize=size)
+        self.client.upload_fileobj(io.BytesIO(data), self.location.bucket, key, Config=config)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        full = self.location.key(key)
+        try:
+            self.retry.call("s3 conditional put", lambda: self.client.put_object(
+                Bucket=self.location.bucket, Key=full, Body=data, IfNoneMatch="*"))
+        except Exception as exc:
+            if http_status(exc) == 412:
+                return False
+            raise storage_error(f"writing {self.uri(key)}", exc) from exc
+        return True
+
+    def exists(self, key: str) -> bool:
+        full = self.location.key(key)
+        try:
+            self.retry.call("s3 head", lambda: self.client.head_object(Bucket=self.location.bucket, Key=full))
+        except Exception as exc:
+            if http_status(exc) == 404:
+                return False
+            raise storage_error(f"checking {self.uri(key)}", exc) from exc
+        return True
+
+    def get(self, key: str) -> bytes:
+        full = self.location.key(key)
+        try:
+            response = self.retry.call("s3 get", lambda: self.client.get_object(Bucket=self.location.bucket, Key=full))
+            body: bytes = response["Body"].read()
+        except Exception as exc:
+            raise storage_error(f"reading {self.uri(key)}", exc) from exc
+        return body
+
+    def uri(self, key: str) -> str:
+        return self.location.uri(key)
+
+
+@dataclass
+class S3Voices:
+    """Voice clips in S3: `s3://bucket/key`, or a key in the inbox bucket.
+
+    Only allow-listed buckets are read (default: the inbox bucket), and only
+    files up to `max_bytes`. Clips are cached by (bucket, key, ETag), so a voice
+    shared by many jobs is downloaded once.
+    """
+
+    client: Any
+    default_bucket: str
+    allowed_buckets: frozenset[str]
+    max_bytes: int
+    cache: VoiceCache
+    retry: CallRetry
+
+    def fetch(self, ref: str, dest_dir: Path) -> Path:
+        bucket, key = self.resolve(ref)
+        head = self._head(bucket, key, ref)
+        size, etag = int(head["ContentLength"]), str(head["ETag"]).strip('"')
+        if size > self.max_bytes:
+            raise PermanentError(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes}",
+                                 code="voice_too_large")
+        dest = dest_dir / f"voice{PurePosixPath(key).suffix}"
+        if self.cache.copy_to(bucket, key, etag, dest):
+            return dest
+        self._download(bucket, key, etag, dest, ref)
+        self.cache.add(bucket, key, etag, dest)
+        return dest
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        if ref.startswith("s3://"):
+            bucket, _, key = ref[len("s3://"):].partition("/")
+        elif "://" in ref:
+            raise PermanentError(f"voice {ref!r}: only s3:// URLs or keys in the inbox bucket are read",
+                                 code="voice_not_allowed")
+        else:
+            bucket, key = self.default_bucket, ref
+        parts = PurePosixPath(key).parts
+        if not key or key.startswith("/") or ".." in parts or "\\" in key:
+            raise PermanentError(f"voice {ref!r} is not a valid object key", code="voice_not_allowed")
+        if bucket not in self.allowed_buckets:
+            raise PermanentError(
+                f"voice {ref!r} is in bucket {bucket!r}, which is not in the allow-list (F5B_VOICE_BUCKETS)",
+                code="voice_not_allowed",
+            )
+        return bucket, key
+
+    def _head(self, bucket: str, key: str, ref: str) -> dict[str, Any]:
+        try:
+            head: dict[str, Any] = self.retry.call(
+                "s3 head voice", lambda: self.client.head_object(Bucket=bucket, Key=key))
+        except Exception as exc:
+            if http_status(exc) == 404:
+                raise VoiceNotFound(f"voice {ref!r} not found (s3://{bucket}/{key})") from exc
+            if http_status(exc) == 403:
+                raise PermanentError(f"voice {ref!r}: access denied to s3://{bucket}/{key}",
+                                     code="voice_access_denied") from exc
+            raise storage_error(f"reading voice {ref!r}", exc) from exc
+        return head
+
+    def _download(self, bucket: str, key: str, etag: str, dest: Path, ref: str) -> None:
+        def download() -> None:
+            # IfMatch pins the version we sized and cached against, should the object change meanwhile.
+            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=etag)
+            with dest.open("wb") as f:
+                for chunk in response["Body"].iter_chunks(1 << 20):
+                    f.write(chunk)
+                    if f.tell() > self.max_bytes:
+                        raise PermanentError(f"voice {ref!r} exceeds {self.max_bytes} bytes",
+                                             code="voice_too_large")
+
+        try:
+            self.retry.call("s3 get voice", download)
+        except F5BatchError:
+            raise
+        except Exception as exc:
+            if http_status(exc) in (404, 412):
+                raise TransientError(f"voice {ref!r} changed while being read", code="voice_changed") from exc
+            raise storage_error(f"reading voice {ref!r}", exc) from exc

@@ -1,0 +1,195 @@
+"""An S3 prefix as inbox, shared by any number of workers.
+
+A worker claims `<prefix><name>.json` by creating the lease object
+`<prefix>.leases/<name>` with a conditional PUT (`If-None-Match: *`): exactly one
+worker succeeds. The lease carries an expiry that the worker pushes forward while
+the job runs (`extend`, an `If-Match` PUT on its own version); a lease whose
+expiry has passed belongs to a dead worker and is taken over with an `If-Match`
+PUT on the version that was read, so of several workers noticing at once,
+one wins. A finished manifest gets the marker `<prefix>.done/<name>@<etag>` and
+is not picked up again unless its content (ETag) changes.
+
+None of these keys ends in `.json`, so a bucket notification filtered on the
+inbox prefix and `.json` never fires for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from processor.aws import S3Location
+from processor.errors import PermanentError
+from processor.logs import logger
+from processor.retries import CallRetry, http_status
+from processor.storage.local import worker_identity
+from processor.storage.s3 import storage_error
+
+LEASES = ".leases/"
+DONE = ".done/"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    key: str
+    etag: str
+
+
+@dataclass
+class S3Lease:
+    inbox: S3Inbox
+    candidate: Candidate
+    lease_etag: str
+    final_attempt: bool = True
+    _body: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return self.candidate.name
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = self.inbox.read_manifest(self.candidate)
+        return self._body
+
+    def ack(self) -> None:
+        self.inbox.mark_done(self.candidate)
+        self.inbox.drop_lease(self.candidate.name, self.lease_etag)
+
+    def release(self) -> None:
+        self.inbox.drop_lease(self.candidate.name, self.lease_etag)
+
+    def retry_later(self) -> None:
+        self.release()
+
+    def extend(self) -> None:
+        self.lease_etag = self.inbox.renew(self.candidate, self.lease_etag)
+
+
+@dataclass
+class S3Inbox:
+    client: Any
+    location: S3Location
+    retry: CallRetry
+    lease_s: float = 300.0
+    poll_s: float = 5.0
+    identity: str = field(default_factory=worker_identity)
+
+    def leases(self, *, once: bool) -> Iterator[S3Lease]:
+        while True:
+            claimed = 0
+            for candidate in self.scan():
+                lease = self.claim(candidate)
+                if lease is not None:
+                    claimed += 1
+                    yield lease
+            if claimed == 0:
+                if once:
+                    return
+                time.sleep(self.poll_s)
+
+    def scan(self) -> list[Candidate]:
+        """Manifests under the prefix that are neither done nor held by a live lease (checked at claim time)."""
+        manifests = {k: e for k, e in self._list(self.location.prefix, delimiter="/") if k.endswith(".json")}
+        done = {k.removeprefix(self.location.key(DONE)) for k, _ in self._list(self.location.key(DONE))}
+        candidates = []
+        for key, etag in sorted(manifests.items()):
+            name = key.removeprefix(self.location.prefix).removesuffix(".json")
+            if f"{name}@{etag}" not in done:
+                candidates.append(Candidate(name, key, etag))
+        return candidates
+
+    def claim(self, candidate: Candidate) -> S3Lease | None:
+        lease_key = self.location.key(LEASES + candidate.name)
+        etag = self._put_lease(lease_key, candidate, IfNoneMatch="*")
+        if etag is not None:
+            return S3Lease(self, candidate, etag)
+        current = self._read_lease(lease_key)
+        if current is None:
+            return None  # released or finished between our two calls: the next scan decides
+        record, current_etag = current
+        if record.get("manifest_etag") != candidate.etag or float(record.get("expires_at", 0)) < time.time():
+            etag = self._put_lease(lease_key, candidate, IfMatch=current_etag)
+            if etag is not None:
+                logger.info(f"took over the expired lease on {candidate.name}",
+                            extra={"stage": "claimed", "previous_owner": record.get("owner")})
+                return S3Lease(self, candidate, etag)
+        return None
+
+    def renew(self, candidate: Candidate, lease_etag: str) -> str:
+        etag = self._put_lease(self.location.key(LEASES + candidate.name), candidate, IfMatch=lease_etag)
+        if etag is None:
+            raise PermanentError(f"lease on {candidate.name} was taken over by another worker", code="lease_lost")
+        return etag
+
+    def drop_lease(self, name: str, lease_etag: str) -> None:
+        key = self.location.key(LEASES + name)
+        try:
+            self.retry.call("s3 delete lease", lambda: self.client.delete_object(
+                Bucket=self.location.bucket, Key=key, IfMatch=lease_etag))
+        except Exception as exc:
+            if http_status(exc) not in (404, 412):  # already gone, or no longer ours: nothing to undo
+                raise storage_error(f"releasing {self.location.uri(LEASES + name)}", exc) from exc
+
+    def mark_done(self, candidate: Candidate) -> None:
+        key = self.location.key(f"{DONE}{candidate.name}@{candidate.etag}")
+        body = json.dumps({"finished_at": time.time(), "worker": self.identity}).encode()
+        try:
+            self.retry.call("s3 put done", lambda: self.client.put_object(Bucket=self.location.bucket, Key=key,
+                                                                         Body=body))
+        except Exception as exc:
+            raise storage_error(f"marking {candidate.key} done", exc) from exc
+
+    def read_manifest(self, candidate: Candidate) -> bytes:
+        try:
+            response = self.retry.call("s3 get manifest", lambda: self.client.get_object(
+                Bucket=self.location.bucket, Key=candidate.key))
+            body: bytes = response["Body"].read()
+        except Exception as exc:
+            if http_status(exc) == 404:
+                raise PermanentError(f"manifest {candidate.key} was deleted before it could be read",
+                                     code="manifest_not_found") from exc
+            raise storage_error(f"reading {candidate.key}", exc) from exc
+        return body
+
+    def _put_lease(self, key: str, candidate: Candidate, **condition: str) -> str | None:
+        record = {"owner": self.identity, "expires_at": time.time() + self.lease_s, "manifest_etag": candidate.etag}
+        try:
+            response = self.retry.call("s3 put lease", lambda: self.client.put_object(
+                Bucket=self.location.bucket, Key=key, Body=json.dumps(record).encode(), **condition))
+        except Exception as exc:
+            if http_status(exc) in (404, 409, 412):  # someone else holds or just changed it
+                return None
+            raise storage_error(f"claiming {candidate.key}", exc) from exc
+        return str(response["ETag"])
+
+    def _read_lease(self, key: str) -> tuple[dict[str, Any], str] | None:
+        try:
+            response = self.retry.call("s3 get lease", lambda: self.client.get_object(
+                Bucket=self.location.bucket, Key=key))
+            record: dict[str, Any] = json.loads(response["Body"].read())
+        except Exception as exc:
+            if http_status(exc) == 404:
+                return None
+            if isinstance(exc, ValueError):
+                return {}, str(response["ETag"])  # unreadable lease: treat as expired
+            raise storage_error(f"reading lease {key}", exc) from exc
+        return record, str(response["ETag"])
+
+    def _list(self, prefix: str, delimiter: str = "") -> Iterator[tuple[str, str]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        try:
+            pages = self.retry.call("s3 list", lambda: list(paginator.paginate(**kwargs)))
+        except Exception as exc:
+            raise storage_error(f"listing {self.location.uri()}", exc) from exc
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield str(item["Key"]), str(item["ETag"]).strip('"')

@@ -1,0 +1,193 @@
+"""An SQS queue as inbox: long polling, visibility heartbeats, redelivery with backoff.
+
+A message stays invisible while its job runs: `extend` (called by the worker's
+heartbeat) pushes its visibility forward, within the 12-hour cap counted from
+its first receipt. Success or a permanent failure deletes it. A transient
+failure makes it visible again after a backoff that grows with the receive count,
+until the queue's redrive policy moves it to the dead-letter queue; on the last
+receive the worker gives up and writes a `failed` result instead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from processor.aws import MAX_RECEIVE_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
+from processor.errors import PermanentError
+from processor.logs import logger
+from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
+from processor.retries import CallRetry, http_status
+from processor.storage.s3 import storage_error
+
+MAX_BACKOFF_S = 900
+
+
+@dataclass
+class Message:
+    """One received message and the jobs it carries; deleted when every job is acked."""
+
+    inbox: SqsInbox
+    message_id: str
+    receipt: str
+    receive_count: int
+    received_at: float
+    pending: int = 0
+    retry_delay_s: float | None = None
+
+    def settle(self) -> None:
+        self.pending -= 1
+        if self.pending > 0:
+            return
+        if self.retry_delay_s is None:
+            self.inbox.delete(self)
+        else:
+            self.inbox.set_visibility(self, int(self.retry_delay_s))
+
+
+@dataclass
+class SqsLease:
+    message: Message
+    job: ObjectRef | InlineManifest | InvalidMessage
+    _body: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        if isinstance(self.job, ObjectRef):
+            return PurePosixPath(self.job.key).name.removesuffix(".json")
+        return self.message.message_id
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = self.message.inbox.read_body(self.job)
+        return self._body
+
+    @property
+    def final_attempt(self) -> bool:
+        return self.message.receive_count >= self.message.inbox.max_receives
+
+    def ack(self) -> None:
+        self.message.settle()
+
+    def retry_later(self) -> None:
+        count = self.message.receive_count
+        delay = min(MAX_BACKOFF_S, self.message.inbox.retry_base_s * 2 ** (count - 1))
+        self.message.retry_delay_s = max(self.message.retry_delay_s or 0, delay * random.uniform(0.5, 1.0))
+        self.message.settle()
+
+    def release(self) -> None:
+        self.message.retry_delay_s = 0
+        self.message.settle()
+
+    def extend(self) -> None:
+        self.message.inbox.extend(self.message)
+
+
+@dataclass
+class SqsInbox:
+    client: Any
+    s3: Any
+    queue_url: str
+    retry: CallRetry
+    lease_s: int = 300
+    wait_s: int = MAX_WAIT_TIME_S
+    batch: int = 1
+    retry_base_s: float = 10.0
+    max_receives: int = 5
+    manifest_buckets: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.wait_s = max(0, min(self.wait_s, MAX_WAIT_TIME_S))
+        self.batch = max(1, min(self.batch, MAX_RECEIVE_BATCH))
+        redrive = self.redrive_policy()
+        if redrive:
+            self.max_receives = int(redrive["maxReceiveCount"])
+
+    def redrive_policy(self) -> dict[str, Any] | None:
+        try:
+            attrs = self.retry.call("sqs attributes", lambda: self.client.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]))
+        except Exception as exc:
+            raise storage_error(f"reading queue {self.queue_url}", exc) from exc
+        policy = attrs.get("Attributes", {}).get("RedrivePolicy")
+        return json.loads(policy) if policy else None
+
+    def leases(self, *, once: bool) -> Iterator[SqsLease]:
+        while True:
+            messages = self.receive()
+            if not messages and once:
+                return
+            for raw in messages:
+                yield from self._leases_of(raw)
+
+    def receive(self) -> list[dict[str, Any]]:
+        try:
+            response = self.retry.call("sqs receive", lambda: self.client.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch, WaitTimeSeconds=self.wait_s,
+                VisibilityTimeout=self.lease_s, MessageSystemAttributeNames=["ApproximateReceiveCount"]))
+        except Exception as exc:
+            logger.warning(f"receiving from the queue failed: {exc.__class__.__name__}", extra={"stage": "receive"})
+            time.sleep(1)
+            return []
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    def _leases_of(self, raw: dict[str, Any]) -> Iterator[SqsLease]:
+        message = Message(self, raw["MessageId"], raw["ReceiptHandle"],
+                          int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), time.time())
+        jobs: list[ObjectRef | InlineManifest | InvalidMessage]
+        try:
+            jobs = list(parse_message(raw.get("Body", "")))
+        except InvalidMessage as exc:
+            jobs = [exc]  # reported as a failed job under the message id, then deleted
+        if not jobs:
+            logger.info("message carries no job (test event or other event type); deleted",
+                        extra={"stage": "receive", "message_id": message.message_id})
+            self.delete(message)
+            return
+        message.pending = len(jobs)
+        for job in jobs:
+            yield SqsLease(message, job)
+
+    def read_body(self, job: ObjectRef | InlineManifest | InvalidMessage) -> bytes:
+        if isinstance(job, InvalidMessage):
+            raise job
+        if isinstance(job, InlineManifest):
+            return job.body
+        if self.manifest_buckets is not None and job.bucket not in self.manifest_buckets:
+            raise PermanentError(f"manifest s3://{job.bucket}/{job.key} is not in an inbox bucket",
+                                 code="manifest_not_allowed")
+        try:
+            response = self.retry.call("s3 get manifest", lambda: self.s3.get_object(Bucket=job.bucket, Key=job.key))
+            body: bytes = response["Body"].read()
+        except Exception as exc:
+            if http_status(exc) == 404:
+                raise PermanentError(f"manifest s3://{job.bucket}/{job.key} no longer exists",
+                                     code="manifest_not_found") from exc
+            raise storage_error(f"reading s3://{job.bucket}/{job.key}", exc) from exc
+        return body
+
+    def extend(self, message: Message) -> None:
+        # The 12-hour cap counts from the first receipt; never ask for more than is left.
+        left = MAX_VISIBILITY_TIMEOUT_S - (time.time() - message.received_at) - 60
+        self.set_visibility(message, int(max(0, min(self.lease_s, left))))
+
+    def set_visibility(self, message: Message, seconds: int) -> None:
+        try:
+            self.retry.call("sqs change visibility", lambda: self.client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message.receipt, VisibilityTimeout=seconds))
+        except Exception as exc:
+            raise storage_error(f"changing visibility of message {message.message_id}", exc) from exc
+
+    def delete(self, message: Message) -> None:
+        try:
+            self.retry.call("sqs delete", lambda: self.client.delete_message(
+                QueueUrl=self.queue_url, ReceiptHandle=message.receipt))
+        except Exception as exc:
+            raise storage_error(f"deleting message {message.message_id}", exc) from exc
