@@ -67,8 +67,9 @@ def _inbox(settings: Settings, s3: Any, retry: CallRetry, identity: str) -> Inbo
     if settings.queue:
         buckets = frozenset({S3Location.parse(settings.inbox).bucket}) if is_s3_url(settings.inbox) else None
         return SqsInbox(make_client("sqs"), s3, settings.queue, retry, lease_s=settings.lease_s,
-                        batch=settings.receive_batch, retry_base_s=settings.redelivery_base_s,
-                        max_receives=settings.max_receives, manifest_buckets=buckets)
+                        wait_s=settings.receive_wait_s, batch=settings.receive_batch,
+                        retry_base_s=settings.redelivery_base_s, max_receives=settings.max_receives,
+                        manifest_buckets=buckets)
     if is_s3_url(settings.inbox):
         return S3Inbox(s3, S3Location.parse(settings.inbox), retry, lease_s=settings.lease_s,
                        poll_s=settings.poll_s, identity=identity)

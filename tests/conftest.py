@@ -14,6 +14,8 @@ import pytest
 from processor.model import build_tiny
 from processor.storage.volume import ModelFolder, Volume
 
+pytest_plugins = ["aws_servers"]  # loopback moto and SeaweedFS servers, started once per session
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "manifests" / "examples"
 VOICE = EXAMPLES / "voices" / "narrator.wav"
