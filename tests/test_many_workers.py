@@ -1,0 +1,179 @@
+"""Many workers on one queue and one S3 inbox, and workers killed mid-job: every job ends exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.aws import S3Location
+from processor.bootstrap import BootstrapPlan, bootstrap
+from processor.storage.volume import Volume
+
+from aws_servers import Endpoint, unique_name
+from conftest import REPO, VOICE, manifest
+
+
+def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log: Path,
+                 **env: str) -> subprocess.Popen[str]:
+    full_env = {**endpoint.env(), "F5B_VOLUME": str(volume.root), "F5B_MODEL": "tiny", "F5B_DEVICE": "cpu",
+                "F5B_PROCESSING_DIR": str(tmp / "processing"), "F5B_S3_PATH_STYLE": "true",
+                "F5B_RECEIVE_WAIT_S": "2", "F5B_POLL_S": "0.3", **env}
+    return subprocess.Popen([sys.executable, "-m", "processor", "run", *args], cwd=REPO, env=full_env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def wait_all(workers: list[subprocess.Popen[str]], logs: list[Path], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for worker, log in zip(workers, logs, strict=True):
+        try:
+            assert worker.wait(max(1.0, deadline - time.monotonic())) == 0, log.read_text()[-3000:]
+        except subprocess.TimeoutExpired:
+            for w in workers:
+                w.kill()
+            pytest.fail(f"worker did not finish in {timeout} s: {log.read_text()[-3000:]}")
+
+
+def versions(s3: Any, bucket: str) -> dict[str, list[dict[str, Any]]]:
+    """Every version of every key: an overwrite shows up as a second version."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", []):
+            found.setdefault(version["Key"], []).append(version)
+    return found
+
+
+def queue_counts(sqs: Any, url: str) -> tuple[str, str]:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]
+
+
+def setup_queue(endpoint: Endpoint, visibility_s: int = 300) -> tuple[str, str, dict[str, str]]:
+    inbox, outbox = unique_name("in"), unique_name("out")
+    s3 = endpoint.client("s3")
+    made = bootstrap(BootstrapPlan(unique_name("jobs"), S3Location(inbox, "inbox/"), S3Location(outbox, ""),
+                                   create_buckets=True, max_receive_count=4, visibility_timeout_s=visibility_s),
+                     s3, endpoint.client("sqs"))
+    s3.put_bucket_versioning(Bucket=outbox, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=inbox, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    return inbox, outbox, made
+
+
+def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume) -> None:
+    inbox, outbox, made = setup_queue(moto_endpoint)
+    s3, sqs = moto_endpoint.client("s3"), moto_endpoint.client("sqs")
+    for i in range(60):
+        body = manifest(f"Job number {i}.", nfe_step=2, format="flac" if i % 3 == 0 else "wav")
+        s3.put_object(Bucket=inbox, Key=f"inbox/job-{i:02d}.json", Body=json.dumps(body).encode())
+
+    logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
+    workers = [start_worker(moto_endpoint, tiny_volume, tmp_path, "--queue", made["queue_url"],
+                            "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/", "--once", log=log)
+               for log in logs]
+    wait_all(workers, logs, timeout=400)
+
+    keys = versions(s3, outbox)
+    results = {k: v for k, v in keys.items() if k.endswith("/result.json")}
+    assert len(results) == 60, "no job lost"
+    for key, result_versions in results.items():
+        job = key.split("/")[0]
+        assert len(result_versions) == 1, f"{job}: result written once"
+        body = json.loads(s3.get_object(Bucket=outbox, Key=key)["Body"].read())
+        assert body["status"] == "succeeded", body["error"]
+        audio = [k for k in keys if k.startswith(f"{job}/audio.")]
+        assert len(audio) == 1 and len(keys[audio[0]]) == 1, f"{job}: audio written once, never overwritten"
+    by_worker = {json.loads(s3.get_object(Bucket=outbox, Key=k)["Body"].read())["worker"] for k in results}
+    assert len(by_worker) == 3, "the work was shared"
+    assert queue_counts(sqs, made["queue_url"]) == ("0", "0")
+    assert queue_counts(sqs, made["dlq_url"]) == ("0", "0")
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+SLOW_TEXT = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
+
+
+def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_once(
+    moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume
+) -> None:
+    inbox, outbox, made = setup_queue(moto_endpoint, visibility_s=6)
+    s3, sqs = moto_endpoint.client("s3"), moto_endpoint.client("sqs")
+    s3.put_object(Bucket=inbox, Key="inbox/slow.json", Body=json.dumps(manifest(SLOW_TEXT, nfe_step=8)).encode())
+    common = ("--queue", made["queue_url"], "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/")
+    log = tmp_path / "victim.log"
+    victim = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
+    wait_for(lambda: '"stage": "fetched"' in log.read_text(), 120, "the victim to start the job")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    assert queue_counts(sqs, made["queue_url"]) == ("0", "1"), "in flight, invisible"
+
+    rescuer_log = tmp_path / "rescuer.log"
+    rescuer = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, "--once", log=rescuer_log,
+                           F5B_LEASE_S="6", F5B_RECEIVE_WAIT_S="10")
+    wait_all([rescuer], [rescuer_log], timeout=180)
+    keys = versions(s3, outbox)
+    assert len(keys["slow/result.json"]) == 1 and len(keys["slow/audio.wav"]) == 1
+    result = json.loads(s3.get_object(Bucket=outbox, Key="slow/result.json")["Body"].read())
+    assert result["status"] == "succeeded"
+    assert queue_counts(sqs, made["queue_url"]) == ("0", "0")
+
+
+def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
+    seaweed_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume
+) -> None:
+    """On SeaweedFS, a real S3 store: the claim is a conditional write, the takeover an If-Match write."""
+    s3 = seaweed_endpoint.client("s3")
+    bucket = unique_name("b")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    s3.put_object(Bucket=bucket, Key="inbox/slow.json", Body=json.dumps(manifest(SLOW_TEXT, nfe_step=8)).encode())
+    for i in range(4):
+        s3.put_object(Bucket=bucket, Key=f"inbox/z-quick-{i}.json",
+                      Body=json.dumps(manifest(f"Quick {i}.", nfe_step=2)).encode())
+    common = ("--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/")
+    log = tmp_path / "victim.log"
+    victim = start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
+    wait_for(lambda: '"stage": "fetched"' in log.read_text() and "slow" in log.read_text(), 120, "the slow job")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+
+    logs = [tmp_path / f"rescuer-{n}.log" for n in range(2)]
+    rescuers = [start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=path, F5B_LEASE_S="6")
+                for path in logs]
+    try:
+        wait_for(lambda: all(_exists(s3, bucket, f"outbox/{job}/result.json")
+                             for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]), 180, "all results")
+    finally:
+        for worker in rescuers:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+    text = "".join(path.read_text() for path in logs)
+    assert "took over the expired lease on slow" in text
+    for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]:
+        result = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
+        assert result["status"] == "succeeded", (job, result["error"])
+    finished = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    finished = [e for e in finished if e.get("stage") == "finished"]
+    assert sorted(e["job"] for e in finished) == sorted(["slow", *[f"z-quick-{i}" for i in range(4)]]), \
+        "each job finished exactly once across the two workers (the killed one finished none)"
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except Exception:
+        return False
+    return True
