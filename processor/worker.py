@@ -22,6 +22,9 @@ from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.workdir import WorkDir
 from processor.synthesis import SynthesisRequest, Synthesizer
 
+SKIP = "skip"  # a result exists: acknowledge without running
+REDELIVER = "redeliver"  # transient failure with deliveries left: let the source deliver it again
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -73,38 +76,42 @@ class Worker:
         return handled
 
     def process(self, lease: Lease) -> Result | None:
-        """The job's life: read the manifest, skip it if done, run it, record the outcome."""
+        """The job's life: run it while a heartbeat keeps the lease, then record the outcome and end the lease."""
         job = Job(lease, JobLog(safe_id(lease.name)))
         job.log.event("claimed", f"claimed manifest {lease.name}")
         with Heartbeat(lease, self.heartbeat_s):
-            try:
-                job.body = lease.body
-                job.manifest = parse_manifest(job.body, lease.name)
-                job.log.job = job.id
-                if self._already_done(job):
-                    return None
-                result = self._result(job, produced=self._attempts(job))
-            except TransientError as exc:
-                if not lease.final_attempt:
-                    job.log.event("retry_later", f"{exc.message}; the manifest will be delivered again",
-                                  logging.WARNING, code=exc.code)
-                    lease.retry_later()
-                    return None
-                result = self._result(job, error=exc)
-            except F5BatchError as exc:
-                result = self._result(job, error=exc)
-            except Exception as exc:  # a bug must fail this one job, never the worker or the queue
-                job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
-                result = self._result(job, error=F5BatchError(f"unexpected error: {exc!r}"))
-            self._finish(job, result)
-        return result
+            outcome = self._run(job)
+        # The heartbeat has stopped: from here on, only this thread touches the lease.
+        if outcome == SKIP:
+            lease.ack()
+            return None
+        if outcome == REDELIVER:
+            lease.retry_later()
+            return None
+        assert isinstance(outcome, Result)
+        self._finish(job, outcome)
+        return outcome
 
-    def _already_done(self, job: Job) -> bool:
-        if not self.outbox.exists(job_key(job.id, "result.json")):
-            return False
-        job.log.event("skipped", "a result for this id exists already; not running it again")
-        job.lease.ack()
-        return True
+    def _run(self, job: Job) -> Result | str:
+        try:
+            job.body = job.lease.body
+            job.manifest = parse_manifest(job.body, job.lease.name)
+            job.log.job = job.id
+            if self.outbox.exists(job_key(job.id, "result.json")):
+                job.log.event("skipped", "a result for this id exists already; not running it again")
+                return SKIP
+            return self._result(job, produced=self._attempts(job))
+        except TransientError as exc:
+            if not job.lease.final_attempt:
+                job.log.event("retry_later", f"{exc.message}; the manifest will be delivered again",
+                              logging.WARNING, code=exc.code)
+                return REDELIVER
+            return self._result(job, error=exc)
+        except F5BatchError as exc:
+            return self._result(job, error=exc)
+        except Exception as exc:  # a bug must fail this one job, never the worker or the queue
+            job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
+            return self._result(job, error=F5BatchError(f"unexpected error: {exc!r}"))
 
     def _attempts(self, job: Job) -> Produced:
         retrying = Retrying(

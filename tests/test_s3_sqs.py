@@ -319,3 +319,31 @@ def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint
     assert listing.count("result.json") == 4 and listing.count("audio.wav") == 4
     assert SECRET not in run.stdout + run.stderr
     assert all(SECRET not in json.dumps(r) for r in found.values())
+
+
+def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: Endpoint) -> None:
+    from conftest import EXAMPLES
+
+    name = bucket(moto_endpoint)
+    out = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "hello.json"), "--inbox", f"s3://{name}/inbox/",
+                   "--s3-path-style")
+    assert out.returncode == 0, out.stderr
+    s3 = moto_endpoint.client("s3")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]}
+    assert keys == {"inbox/hello.json", "voices/narrator.wav"}, "the voice goes to its key in the inbox bucket"
+
+    sqs = moto_endpoint.client("sqs")
+    queue = sqs.create_queue(QueueName=unique_name("q"))["QueueUrl"]
+    refused = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "hello.json"), "--queue", queue)
+    assert refused.returncode == 1 and "needs an \"id\"" in refused.stderr
+    sent = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "chapter-flac.json"), "--queue", queue,
+                    env={"AWS_ENDPOINT_URL_SQS": moto_endpoint.url})
+    assert sent.returncode == 0, sent.stderr
+    (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(message["Body"])["id"] == "chapter-1"
+
+
+def test_outbox_inside_the_inbox_prefix_is_refused(moto_endpoint: Endpoint, tiny_volume: Volume) -> None:
+    out = f5_batch(moto_endpoint, "run", "--once", "--inbox", "s3://same/jobs/", "--outbox", "s3://same/jobs/out/",
+                   "--volume", str(tiny_volume.root), "--model", "tiny")
+    assert out.returncode == 1 and "overlaps inbox" in out.stdout
