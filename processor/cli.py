@@ -87,8 +87,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ModelError, F5BatchError) as exc:
         logger.error(str(exc), extra={"stage": "startup", "code": exc.code})
         return EXIT_FAILED
-    handled = worker.run(once=args.once)
-    logger.info(f"inbox drained: {handled} manifest(s) handled", extra={"stage": "exit", "handled": handled})
+    from processor.shutdown import Shutdown
+
+    shutdown = Shutdown(settings.shutdown_grace_s)
+    shutdown.install()
+    handled = worker.run(once=args.once, shutdown=shutdown)
+    reason = "stopped by signal" if shutdown.requested.is_set() else "inbox drained"
+    logger.info(f"{reason}: {handled} manifest(s) handled", extra={"stage": "exit", "handled": handled})
     return EXIT_OK
 
 

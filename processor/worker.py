@@ -18,6 +18,7 @@ from processor.heartbeat import Heartbeat
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, safe_id
 from processor.results import ErrorInfo, Result, Timings, job_key
+from processor.shutdown import Shutdown, ShutdownRequested
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.workdir import WorkDir
 from processor.synthesis import SynthesisRequest, Synthesizer
@@ -67,12 +68,32 @@ class Worker:
     identity: str = "worker"
     heartbeat_s: float = 60.0
 
-    def run(self, *, once: bool) -> int:
-        """Process manifests until the inbox is empty (`once`) or forever; returns jobs handled."""
+    def run(self, *, once: bool, shutdown: Shutdown | None = None) -> int:
+        """Process manifests until the inbox is empty (`once`), forever, or a stop signal; returns jobs handled."""
+        shutdown = shutdown or Shutdown(grace_s=0)
         handled = 0
-        for lease in self.inbox.leases(once=once):
-            self.process(lease)
-            handled += 1
+        leases = self.inbox.leases(once=once, stop=shutdown.requested)
+        try:
+            while not shutdown.requested.is_set():
+                shutdown.set_idle(True)
+                lease = next(leases, None)
+                shutdown.set_idle(False)
+                if lease is None:
+                    break
+                if shutdown.requested.is_set():
+                    lease.release()
+                    break
+                unregister = shutdown.on_abandon(lease.release)
+                try:
+                    self.process(lease)
+                finally:
+                    unregister()
+                handled += 1
+        except ShutdownRequested:
+            pass
+        finally:
+            shutdown.cancel()
+            leases.close()  # releases what the source claimed but did not hand out
         return handled
 
     def process(self, lease: Lease) -> Result | None:

@@ -6,7 +6,8 @@ beside them. The worker sees only these.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator
 from pathlib import Path
 from typing import Protocol
 
@@ -40,8 +41,11 @@ class Lease(Protocol):
 
 
 class Inbox(Protocol):
-    def leases(self, *, once: bool) -> Iterator[Lease]:
-        """Claimed manifests, one at a time. `once`: stop when nothing is left."""
+    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[Lease, None, None]:
+        """Claimed manifests, one at a time. `once`: stop when nothing is left; `stop`: stop waiting when set.
+
+        Closing the iterator releases whatever it claimed but did not hand out.
+        """
 
 
 class Outbox(Protocol):

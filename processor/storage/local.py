@@ -14,8 +14,9 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -94,9 +95,10 @@ class LocalInbox:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / CLAIMS).mkdir(exist_ok=True)
 
-    def leases(self, *, once: bool) -> Iterator[LocalLease]:
+    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[LocalLease, None, None]:
         self.recover()
-        while True:
+        stop = stop or threading.Event()
+        while not stop.is_set():
             waiting = self._pending()
             for path in waiting:
                 if self._settled(path) and (lease := self.claim(path)) is not None:
@@ -104,7 +106,7 @@ class LocalInbox:
             if not waiting:
                 if once:
                     return
-                self._wait_for_manifests()
+                self._wait_for_manifests(stop)
             elif not any(self._settled(p) for p in self._pending()):
                 time.sleep(self.settle_s)
 
@@ -146,10 +148,12 @@ class LocalInbox:
         except FileNotFoundError:
             return False
 
-    def _wait_for_manifests(self) -> None:
+    def _wait_for_manifests(self, stop: threading.Event) -> None:
         from watchfiles import watch
 
-        for _ in watch(self.root, recursive=False, rust_timeout=int(self.poll_s * 1000), yield_on_timeout=True):
+        # raise_interrupt=False: a stop signal ends the watch; the worker's own handler decides what follows.
+        for _ in watch(self.root, recursive=False, rust_timeout=int(self.poll_s * 1000), yield_on_timeout=True,
+                       stop_event=stop, raise_interrupt=False):
             return
 
 

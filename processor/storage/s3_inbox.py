@@ -16,8 +16,9 @@ inbox prefix and `.json` never fires for them.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,10 +81,13 @@ class S3Inbox:
     poll_s: float = 5.0
     identity: str = field(default_factory=worker_identity)
 
-    def leases(self, *, once: bool) -> Iterator[S3Lease]:
-        while True:
+    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[S3Lease, None, None]:
+        stop = stop or threading.Event()
+        while not stop.is_set():
             claimed = 0
             for candidate in self.scan():
+                if stop.is_set():
+                    return
                 lease = self.claim(candidate)
                 if lease is not None:
                     claimed += 1
@@ -91,7 +95,7 @@ class S3Inbox:
             if claimed == 0:
                 if once:
                     return
-                time.sleep(self.poll_s)
+                stop.wait(self.poll_s)
 
     def scan(self) -> list[Candidate]:
         """Manifests under the prefix that are neither done nor held by a live lease (checked at claim time)."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -118,13 +119,20 @@ class SqsInbox:
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         return json.loads(policy) if policy else None
 
-    def leases(self, *, once: bool) -> Iterator[SqsLease]:
-        while True:
+    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[SqsLease, None, None]:
+        stop = stop or threading.Event()
+        while not stop.is_set():
             messages = self.receive()
             if not messages and once:
                 return
-            for raw in messages:
-                yield from self._leases_of(raw)
+            started = 0
+            try:
+                for raw in messages:
+                    started += 1
+                    yield from self._leases_of(raw)
+            finally:
+                for raw in messages[started:]:  # received but never started: back to the queue now
+                    self.set_visibility(self._message(raw), 0)
 
     def receive(self) -> list[dict[str, Any]]:
         try:
@@ -138,9 +146,12 @@ class SqsInbox:
         messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
 
+    def _message(self, raw: dict[str, Any]) -> Message:
+        return Message(self, raw["MessageId"], raw["ReceiptHandle"],
+                       int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), time.time())
+
     def _leases_of(self, raw: dict[str, Any]) -> Iterator[SqsLease]:
-        message = Message(self, raw["MessageId"], raw["ReceiptHandle"],
-                          int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), time.time())
+        message = self._message(raw)
         jobs: list[ObjectRef | InlineManifest | InvalidMessage]
         try:
             jobs = list(parse_message(raw.get("Body", "")))
@@ -152,8 +163,15 @@ class SqsInbox:
             self.delete(message)
             return
         message.pending = len(jobs)
-        for job in jobs:
-            yield SqsLease(message, job)
+        handed_out = 0
+        try:
+            for job in jobs:
+                handed_out += 1
+                yield SqsLease(message, job)
+        finally:
+            for _ in jobs[handed_out:]:  # closed early (shutdown): the rest is redelivered at once
+                message.retry_delay_s = 0
+                message.settle()
 
     def read_body(self, job: ObjectRef | InlineManifest | InvalidMessage) -> bytes:
         if isinstance(job, InvalidMessage):

@@ -1,0 +1,129 @@
+"""SIGTERM and SIGINT: stop taking jobs, finish or release the one in hand, exit 0, lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from processor.storage.volume import Volume
+
+from aws_servers import Endpoint, unique_name
+from conftest import REPO, VOICE, manifest, run_cli, write_manifest
+
+SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
+
+
+def local_worker(tmp: Path, volume: Volume, *extra: str, env: dict[str, str] | None = None,
+                 log: Path) -> subprocess.Popen[str]:
+    args = ["run", "--inbox", str(tmp / "inbox"), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
+            "--model", "tiny", "--processing-dir", str(tmp / "processing"), *extra]
+    return subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO, env={**os.environ, **(env or {})},
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_text(log: Path, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} in the log: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def stop(worker: subprocess.Popen[str], signum: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
+    started = time.monotonic()
+    worker.send_signal(signum)
+    code = worker.wait(timeout)
+    return code, time.monotonic() - started
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    (folder / "voices").mkdir(parents=True)
+    shutil.copy(VOICE, folder / "voices" / "narrator.wav")
+    return folder
+
+
+def test_idle_worker_exits_at_once(tmp_path: Path, inbox: Path, tiny_volume: Volume) -> None:
+    log = tmp_path / "w.log"
+    worker = local_worker(tmp_path, tiny_volume, log=log)
+    wait_for_text(log, "loaded on")
+    time.sleep(0.5)
+    code, took = stop(worker)
+    assert code == 0 and took < 5, log.read_text()
+    assert "stopped by signal" in log.read_text()
+
+
+def test_job_in_hand_is_finished_within_the_grace_period(tmp_path: Path, inbox: Path, tiny_volume: Volume) -> None:
+    write_manifest(inbox, "a-slow", manifest(SLOW, nfe_step=8))
+    write_manifest(inbox, "b-next", manifest("Not started before the stop."))
+    log = tmp_path / "w.log"
+    worker = local_worker(tmp_path, tiny_volume, log=log, env={"F5B_SHUTDOWN_GRACE_S": "120"})
+    wait_for_text(log, '"stage": "fetched"')
+    code, _ = stop(worker, timeout=150)
+    assert code == 0
+    result = json.loads((tmp_path / "outbox" / "a-slow" / "result.json").read_text())
+    assert result["status"] == "succeeded"
+    assert (inbox / "b-next.json").exists(), "no new job was taken after the signal"
+    assert list((inbox / ".claims").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["grace-over", "second-signal"])
+def test_unfinished_job_is_released_and_completed_once_elsewhere(tmp_path: Path, inbox: Path,
+                                                                tiny_volume: Volume, how: str) -> None:
+    write_manifest(inbox, "slow", manifest(SLOW, nfe_step=8))
+    log = tmp_path / "w.log"
+    grace = "1" if how == "grace-over" else "120"
+    worker = local_worker(tmp_path, tiny_volume, log=log, env={"F5B_SHUTDOWN_GRACE_S": grace})
+    wait_for_text(log, '"stage": "fetched"')
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    if how == "second-signal":
+        time.sleep(0.3)
+        worker.send_signal(signal.SIGINT)
+    assert worker.wait(30) == 0
+    assert time.monotonic() - started < 5, "left within the grace period, not after the job"
+    assert not (tmp_path / "outbox" / "slow" / "result.json").exists()
+    assert (inbox / "slow.json").exists(), "the claim went back to the inbox at once"
+
+    again = run_cli("run", "--once", "--inbox", str(inbox), "--outbox", str(tmp_path / "outbox"),
+                    "--volume", str(tiny_volume.root), "--model", "tiny",
+                    "--processing-dir", str(tmp_path / "processing"))
+    assert again.returncode == 0, again.stdout[-2000:]
+    assert json.loads((tmp_path / "outbox" / "slow" / "result.json").read_text())["status"] == "succeeded"
+
+
+def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endpoint, tmp_path: Path,
+                                                             tiny_volume: Volume) -> None:
+    s3, sqs = moto_endpoint.client("s3"), moto_endpoint.client("sqs")
+    bucket = unique_name("b")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    queue = sqs.create_queue(QueueName=unique_name("q"), Attributes={"VisibilityTimeout": "600"})["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(manifest(SLOW, nfe_step=8, id="slow")))
+    log = tmp_path / "w.log"
+    env = {**moto_endpoint.env(), "F5B_SHUTDOWN_GRACE_S": "1", "F5B_S3_PATH_STYLE": "true",
+           "F5B_RECEIVE_WAIT_S": "1"}
+    common = ["--queue", queue, "--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
+    worker = local_worker(tmp_path, tiny_volume, *common, log=log, env=env)
+    wait_for_text(log, '"stage": "fetched"')
+    code, took = stop(worker)
+    assert code == 0 and took < 5
+    visible = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert visible["Attributes"]["ApproximateNumberOfMessages"] == "1", "released, not waiting out 600 s"
+
+    log2 = tmp_path / "w2.log"
+    rescuer = local_worker(tmp_path, tiny_volume, *common, "--once", log=log2, env=env)
+    assert rescuer.wait(180) == 0, log2.read_text()[-2000:]
+    result = json.loads(s3.get_object(Bucket=bucket, Key="outbox/slow/result.json")["Body"].read())
+    assert result["status"] == "succeeded"
+    assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
+        "ApproximateNumberOfMessages"] == "0"
