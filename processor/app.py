@@ -117,4 +117,6 @@ def build_worker(settings: Settings) -> Worker:
         retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
         identity=identity,
         heartbeat_s=settings.lease_s / 3,
+        job_timeout_s=settings.job_timeout_s,
+        min_free_bytes=settings.processing_min_free_bytes,
     )

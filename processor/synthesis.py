@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from processor.audio import VoicePrompt
-from processor.errors import TextUnusable, TransientError
+from processor.errors import PermanentError, TextUnusable, TransientError
 from processor.model import LoadedModel
 
 TARGET_RMS = 0.1
@@ -38,6 +39,12 @@ class SynthesisRequest:
     cfg_strength: float = 2.0
     sway_sampling_coef: float = -1.0
     cross_fade: float = 0.15
+    deadline: float | None = None  # time.monotonic() after which the job is abandoned
+
+
+def check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise PermanentError("the job ran past its time limit (F5B_JOB_TIMEOUT_S)", code="job_timeout")
 
 
 class Synthesizer(Protocol):
@@ -97,6 +104,9 @@ class F5Synthesizer:
         self.model_name = model.name
         self.sample_rate = model.sample_rate
         self._lock = threading.Lock()
+        self._deadline: float | None = None
+        # Checked before every transformer forward (each sampling step), so a stuck job stops within a step.
+        model.cfm.transformer.register_forward_pre_hook(lambda module, args: check_deadline(self._deadline))
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray:
         import torch
@@ -107,10 +117,16 @@ class F5Synthesizer:
         with self._lock:
             reference, rms = self._reference_audio(request.voice)
             torch.manual_seed(request.seed)
+            self._deadline = request.deadline
             try:
                 waves = [self._sample_chunk(reference, rms, request, chunk) for chunk in chunks]
             except torch.OutOfMemoryError as exc:
                 raise TransientError("accelerator out of memory", code="out_of_memory") from exc
+            finally:
+                self._deadline = None
+                # CFM.sample clears the text-embedding cache only when it completes; after an
+                # abort (time limit, out of memory) a stale cache would poison the next job.
+                self.model.cfm.transformer.clear_cache()
         if request.cross_fade <= 0:
             return np.concatenate(waves)
         return cross_fade(waves, request.cross_fade, self.sample_rate)

@@ -21,7 +21,7 @@ from processor.results import ErrorInfo, Result, Timings, job_key
 from processor.shutdown import Shutdown, ShutdownRequested
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.workdir import WorkDir
-from processor.synthesis import SynthesisRequest, Synthesizer
+from processor.synthesis import SynthesisRequest, Synthesizer, check_deadline
 
 SKIP = "skip"  # a result exists: acknowledge without running
 REDELIVER = "redeliver"  # transient failure with deliveries left: let the source deliver it again
@@ -51,6 +51,7 @@ class Job:
     timings: Timings = field(default_factory=Timings)
     attempts: int = 0
     started: float = field(default_factory=time.monotonic)
+    deadline: float | None = None
 
     @property
     def id(self) -> str:
@@ -67,6 +68,8 @@ class Worker:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     identity: str = "worker"
     heartbeat_s: float = 60.0
+    job_timeout_s: float = 1800.0
+    min_free_bytes: int = 0
 
     def run(self, *, once: bool, shutdown: Shutdown | None = None) -> int:
         """Process manifests until the inbox is empty (`once`), forever, or a stop signal; returns jobs handled."""
@@ -153,8 +156,13 @@ class Worker:
 
     def _attempt(self, job: Job) -> Produced:
         assert job.manifest is not None
+        job.deadline = job.started + self.job_timeout_s
+        self.workdir.ensure_free(self.min_free_bytes)
         with self.workdir.job(job.id) as scratch:
-            wave = self._synthesize(job, self._fetch_voice(job, scratch), scratch)
+            request = self._fetch_voice(job, scratch)
+            check_deadline(job.deadline)
+            wave = self._synthesize(job, request, scratch)
+            check_deadline(job.deadline)
             if self.outbox.exists(job_key(job.id, "result.json")):
                 # A redelivered copy of this job finished first: its audio stays as its result describes it.
                 raise PermanentError("another worker finished this job first", code="duplicate")
@@ -171,7 +179,7 @@ class Worker:
         return SynthesisRequest(
             text=manifest.text, voice=voice, seed=manifest.effective_seed, speed=manifest.speed,
             nfe_step=manifest.nfe_step, cfg_strength=manifest.cfg_strength,
-            sway_sampling_coef=manifest.sway_sampling_coef, cross_fade=manifest.cross_fade,
+            sway_sampling_coef=manifest.sway_sampling_coef, cross_fade=manifest.cross_fade, deadline=job.deadline,
         )
 
     def _synthesize(self, job: Job, request: SynthesisRequest, scratch: Path) -> np.ndarray:

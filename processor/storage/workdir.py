@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processor.errors import TransientError
 from processor.storage.local import pid_alive, worker_identity
 
 
@@ -45,6 +46,15 @@ class WorkDir:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    def ensure_free(self, needed_bytes: int) -> None:
+        """Refuse to start a download the disk cannot hold; another pod (or later) may do better."""
+        free = shutil.disk_usage(self.root).free
+        if free < needed_bytes:
+            raise TransientError(
+                f"processing folder {self.root} has {free} bytes free; a job needs {needed_bytes}",
+                code="processing_disk_full",
+            )
 
     def cleanup(self) -> None:
         shutil.rmtree(self.mine, ignore_errors=True)
