@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger("f5batch")
+
+# Query parameters of presigned URLs and signed requests that grant access on their own.
+_SIGNED_PARAMS = re.compile(
+    r"((?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId|x-amz-security-token)=)[^&\s\"']+",
+    re.IGNORECASE,
+)
+_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+REDACTED = "[REDACTED]"
+
+
+@functools.cache
+def _secrets() -> tuple[str, ...]:
+    return tuple(v for name in _SECRET_VARIABLES if len(v := os.environ.get(name, "")) >= 8)
+
+
+def redact(text: str) -> str:
+    """Remove credentials and presigned-URL signatures from anything that is logged or written to an outbox."""
+    for secret in _secrets():
+        text = text.replace(secret, REDACTED)
+    return _SIGNED_PARAMS.sub(rf"\1{REDACTED}", text)
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -24,14 +47,15 @@ class JsonFormatter(logging.Formatter):
         event.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str, ensure_ascii=False)
+        return redact(json.dumps(event, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        return f"{stamp} {record.levelname:<7} {record.getMessage()}" + (f"  {extra}" if extra else "")
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}" + (f"  {extra}" if extra else "")
+        return redact(line)
 
 
 def configure(fmt: str = "json", level: int = logging.INFO) -> None:
@@ -56,4 +80,5 @@ class JobLog:
         logger.log(level, msg, extra={"job": self.job, "stage": stage, **fields})
 
     def jsonl(self) -> bytes:
-        return "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in self.events).encode("utf-8")
+        lines = "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in self.events)
+        return redact(lines).encode("utf-8")

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from processor.logs import redact
+
 RESULT_VERSION = 1
 
 
@@ -41,7 +43,7 @@ class Result(BaseModel):
     finished_at: str
 
     def json_bytes(self) -> bytes:
-        return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
+        return (redact(self.model_dump_json(indent=2)) + "\n").encode("utf-8")
 
 
 def job_key(job_id: str, name: str) -> str:
