@@ -50,7 +50,8 @@ def check_no_loop(settings: Settings) -> None:
 def build_storage(settings: Settings, workdir: WorkDir, identity: str) -> Storage:
     check_no_loop(settings)
     retry = call_retry(settings)
-    s3: Any = make_client("s3", path_style=settings.s3_path_style) if _uses_s3(settings) else None
+    s3: Any = (make_client("s3", path_style=settings.s3_path_style, connect_timeout_s=settings.aws_connect_timeout_s,
+                           read_timeout_s=settings.aws_read_timeout_s) if _uses_s3(settings) else None)
     return Storage(
         inbox=_inbox(settings, s3, retry, identity),
         outbox=(S3Outbox(s3, S3Location.parse(settings.outbox), retry) if is_s3_url(settings.outbox)
@@ -66,7 +67,9 @@ def _uses_s3(settings: Settings) -> bool:
 def _inbox(settings: Settings, s3: Any, retry: CallRetry, identity: str) -> Inbox:
     if settings.queue:
         buckets = frozenset({S3Location.parse(settings.inbox).bucket}) if is_s3_url(settings.inbox) else None
-        return SqsInbox(make_client("sqs"), s3, settings.queue, retry, lease_s=settings.lease_s,
+        sqs = make_client("sqs", connect_timeout_s=settings.aws_connect_timeout_s,
+                          read_timeout_s=max(settings.aws_read_timeout_s, settings.receive_wait_s + 5))
+        return SqsInbox(sqs, s3, settings.queue, retry, lease_s=settings.lease_s,
                         wait_s=settings.receive_wait_s, batch=settings.receive_batch,
                         retry_base_s=settings.redelivery_base_s, max_receives=settings.max_receives,
                         manifest_buckets=buckets)

@@ -10,16 +10,23 @@ folder, which is emptied after the job (upstream leaves a temp file per voice).
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from processor.errors import VoiceUnreadable
+from processor.errors import VoiceTooLong, VoiceUnreadable
 
 CLIP_MS = 12_000
 MIN_VOICE_S = 0.3
+MAX_VOICE_S = 300  # F5-TTS uses ~12 s of it; a longer clip is a mistake, and an hour of PCM is a lot of memory
+
+# Containers whose header gives the exact length (libsndfile reads it without decoding). MP3's is an estimate.
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC", "OGG"})
+_SCAN_FRAMES = 1 << 16
 
 # soundfile format and subtype per output format. WAV/FLAC are 16-bit, as F5-TTS writes.
 ENCODINGS: dict[str, tuple[str, str]] = {
@@ -47,13 +54,7 @@ def prepare_voice(path: Path, voice_text: str, workdir: Path) -> VoicePrompt:
     """Clip to ~12 s on silences, trim the edges, append 50 ms of silence; fix the transcript's ending."""
     from pydub import AudioSegment, silence
 
-    try:
-        aseg = AudioSegment.from_file(str(path))
-    except Exception as exc:  # pydub raises CouldntDecodeError, IndexError, OSError... for bad files
-        raise VoiceUnreadable(f"voice clip could not be decoded as audio: {type(exc).__name__}: {exc}") from exc
-    if len(aseg) < MIN_VOICE_S * 1000:
-        raise VoiceUnreadable(f"voice clip is {len(aseg) / 1000:.2f} s long; at least {MIN_VOICE_S} s is needed")
-
+    aseg = load_voice(path, workdir)
     clipped = _clip_on_silence(aseg, silence, min_silence_len=1000, silence_thresh=-50)
     if len(clipped) > CLIP_MS:
         clipped = _clip_on_silence(aseg, silence, min_silence_len=100, silence_thresh=-40)
@@ -68,6 +69,134 @@ def prepare_voice(path: Path, voice_text: str, workdir: Path) -> VoicePrompt:
         raise VoiceUnreadable("voice clip is silent or too short once its silences are trimmed")
     samples = np.ascontiguousarray(samples.T)
     return VoicePrompt(samples=samples, sample_rate=int(rate), text=normalize_voice_text(voice_text))
+
+
+def load_voice(path: Path, workdir: Path) -> Any:
+    """Decode a voice clip with pydub, as F5-TTS does, after cheap checks that need no decoding.
+
+    Refused (VoiceUnreadable): an empty file; a WAV cut short of the length its header declares (an
+    interrupted upload: the transcript would no longer match); NaN or infinite samples; 64-bit float
+    samples (pydub cannot read them); anything neither pydub nor ffmpeg decodes; under MIN_VOICE_S.
+    Refused (VoiceTooLong): over MAX_VOICE_S, from the header where it is exact, else once decoded.
+    A clip whose data ends in a partial frame keeps its whole frames; formats without a declared
+    length (MP3, ...) decode what is there.
+    """
+    if path.stat().st_size == 0:
+        raise VoiceUnreadable("voice clip is an empty file (0 bytes); upload the clip again")
+    _check_wav_complete(path)
+    path = _check_header(path, workdir)
+    aseg = _decode(path)
+    seconds = len(aseg) / 1000
+    if seconds > MAX_VOICE_S:
+        raise VoiceTooLong(f"voice clip is {seconds:.1f} s long; the limit is {MAX_VOICE_S} s (about 10 s is best)")
+    if seconds < MIN_VOICE_S:
+        raise VoiceUnreadable(f"voice clip is {seconds:.2f} s long; at least {MIN_VOICE_S} s is needed")
+    return aseg
+
+
+def _check_header(path: Path, workdir: Path) -> Path:
+    """Length, sample type and finiteness from libsndfile, before decoding; the path to decode."""
+    try:
+        info = sf.info(str(path))
+    except Exception:  # not a format libsndfile knows: ffmpeg may still decode it
+        return path
+    if info.format in EXACT_LENGTH_FORMATS and info.samplerate > 0 and info.frames / info.samplerate > MAX_VOICE_S:
+        raise VoiceTooLong(
+            f"voice clip is {info.frames / info.samplerate:.1f} s long; the limit is {MAX_VOICE_S} s "
+            "(about 10 s is best)"
+        )
+    if info.subtype == "DOUBLE":
+        raise VoiceUnreadable(
+            "voice clip has 64-bit float samples, which the decoder cannot read; convert it to 16-bit PCM "
+            "(e.g. `ffmpeg -i in.wav -c:a pcm_s16le out.wav`)"
+        )
+    if info.subtype == "FLOAT":
+        return _checked_float(path, info, workdir)
+    return path
+
+
+def _checked_float(path: Path, info: Any, workdir: Path) -> Path:
+    """Refuse NaN/Inf samples, which ffmpeg would turn into full-scale noise. pydub's own WAV reader takes
+    WAVE_FORMAT_EXTENSIBLE float data for integers (noise again): such a file is rewritten as a plain
+    float WAV, which pydub hands to ffmpeg like any other float WAV."""
+    try:
+        _check_finite(path)
+        if info.format != "WAVEX":
+            return path
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        plain = workdir / "voice.float.wav"
+        sf.write(str(plain), samples, rate, subtype="FLOAT", format="WAV")
+        return plain
+    except RuntimeError as exc:  # soundfile's LibsndfileError
+        raise VoiceUnreadable(f"voice clip could not be read: {exc}") from exc
+
+
+def _check_finite(path: Path) -> None:
+    with sf.SoundFile(str(path)) as src:
+        for index, block in enumerate(src.blocks(_SCAN_FRAMES, dtype="float32", always_2d=True)):
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                at = (index * _SCAN_FRAMES + int(np.argmin(finite))) / src.samplerate
+                raise VoiceUnreadable(f"voice clip has NaN or infinite samples (the first at {at:.2f} s); "
+                                      "export it again")
+
+
+def _check_wav_complete(path: Path) -> None:
+    """A RIFF/WAVE file whose data chunk declares more whole frames than the file holds is truncated."""
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return
+        position, block_align, byte_rate = 12, 1, 0
+        for _ in range(64):  # chunks before "data" are few; a bound keeps a hostile file from looping
+            f.seek(position)
+            chunk = f.read(24)
+            if len(chunk) < 8:
+                return
+            chunk_id, size = chunk[:4], struct.unpack_from("<I", chunk, 4)[0]
+            if chunk_id == b"fmt " and len(chunk) >= 22:
+                byte_rate, block_align = struct.unpack_from("<IH", chunk, 16)
+            if chunk_id == b"data":
+                _check_data_size(path, size, position + 8, max(block_align, 1), byte_rate)
+                return
+            position += 8 + size + (size & 1)
+
+
+def _check_data_size(path: Path, declared: int, offset: int, block_align: int, byte_rate: int) -> None:
+    present = max(path.stat().st_size - offset, 0)
+    if declared in (0, 0xFFFFFFFF) or declared - present < block_align:  # unknown length (streamed), or whole
+        return
+    if byte_rate > 0:
+        lengths = f"{declared / byte_rate:.2f} s of audio, the file holds {present / byte_rate:.2f} s"
+    else:
+        lengths = f"{declared} bytes of audio, the file holds {present}"
+    raise VoiceUnreadable(f"voice clip is truncated: its WAV header declares {lengths}; upload the complete file")
+
+
+def _decode(path: Path) -> Any:
+    from pydub import AudioSegment
+
+    try:
+        aseg = AudioSegment.from_file(str(path))
+    except Exception as exc:  # pydub raises CouldntDecodeError, IndexError, KeyError, OSError... for bad files
+        raise VoiceUnreadable(
+            f"voice clip could not be decoded as audio ({_decoder_says(exc)}); use WAV, FLAC, MP3 or OGG"
+        ) from exc
+    if aseg.frame_rate <= 0 or aseg.channels <= 0 or aseg.sample_width not in (1, 2, 4):
+        raise VoiceUnreadable(
+            f"voice clip has an unusable format ({aseg.channels} channels, {aseg.frame_rate} Hz, "
+            f"{aseg.sample_width * 8}-bit); use 16-bit PCM WAV, FLAC or MP3"
+        )
+    partial = len(aseg.raw_data) % aseg.frame_width
+    if partial:  # a file cut inside its last frame: keep the whole frames
+        aseg = aseg._spawn(aseg.raw_data[: len(aseg.raw_data) - partial])
+    return aseg
+
+
+def _decoder_says(exc: Exception) -> str:
+    """The gist of a decoder failure: ffmpeg's last line rather than its banner."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1][:300]}" if lines else type(exc).__name__
 
 
 def _clip_on_silence(aseg, silence, *, min_silence_len: int, silence_thresh: int):  # type: ignore[no-untyped-def]

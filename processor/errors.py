@@ -70,3 +70,21 @@ class InvalidMessage(PermanentError):
     """A queue message the worker does not understand: retrying it cannot help."""
 
     code = "invalid_message"
+
+
+class VoiceNotAllowed(PermanentError):
+    """The voice reference points outside where voices may come from (`..`, absolute path, URL)."""
+
+    code = "voice_not_allowed"
+
+
+class VoiceTooLarge(PermanentError):
+    """The voice file is over the byte limit (`F5B_VOICE_MAX_BYTES`)."""
+
+    code = "voice_too_large"
+
+
+class VoiceTooLong(PermanentError):
+    """The voice clip is longer than the worker accepts (`audio.MAX_VOICE_S`)."""
+
+    code = "voice_too_long"

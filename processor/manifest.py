@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from processor.errors import InvalidJson, InvalidManifest, VoiceTextRequired
 
@@ -17,7 +20,18 @@ MAX_TEXT_CHARS = 50_000
 MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a manifest a manifest
 AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg")
 
+MAX_REPORTED_PROBLEMS = 10
+
 _ID_RE = re.compile(ID_PATTERN)
+
+# Characters a text to speak (or a path) never legitimately holds: C0/C1 controls other than tab, newline
+# and carriage return, lone surrogates, Unicode noncharacters, and the bidi embedding/override/isolate
+# controls that make text display differently from what it is ("Trojan Source").
+_FORBIDDEN_RE = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef"
+    + "".join(rf"\U{plane + 0xFFFE:08x}\U{plane + 0xFFFF:08x}" for plane in range(0, 0x110000, 0x10000))
+    + "]"
+)
 
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
@@ -59,6 +73,18 @@ class Manifest(BaseModel):
     remove_silence: bool = Field(False, description="Cut long silences from the output.")
     cross_fade: float = Field(0.15, ge=0.0, le=1.0, description="Seconds of cross-fade between text chunks.")
 
+    @field_validator("text", "voice_text", "voice", mode="before")
+    @classmethod
+    def _no_forbidden_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and (found := _FORBIDDEN_RE.search(value)):
+            raise PydanticCustomError(
+                "forbidden_character",
+                "contains {kind} {code_point} at position {position} (counting characters from 0); remove it",
+                {"kind": character_kind(found.group()), "code_point": code_point(found.group()),
+                 "position": found.start()},
+            )
+        return value
+
     @field_validator("text", "voice_text", "voice")
     @classmethod
     def _not_blank(cls, value: str) -> str:
@@ -81,9 +107,30 @@ def seed_from_id(job_id: str) -> int:
     return int.from_bytes(hashlib.sha256(job_id.encode("utf-8")).digest()[:4], "big")
 
 
+def code_point(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+def character_kind(char: str) -> str:
+    """Why a character is refused, in words."""
+    if unicodedata.category(char) == "Cc":
+        return "control character"
+    if 0xD800 <= ord(char) <= 0xDFFF:
+        return "lone surrogate"
+    if 0x202A <= ord(char) <= 0x202E or 0x2066 <= ord(char) <= 0x2069:
+        return "bidirectional control character"
+    return "Unicode noncharacter"
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` safe to put in a message, a log line or a result: forbidden characters as \\uXXXX, cut at `limit`."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    return _FORBIDDEN_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", cut)
+
+
 def safe_id(name: str) -> str:
     """A valid job id made from an arbitrary file name, for failures before the manifest is read."""
-    if _ID_RE.match(name):
+    if _ID_RE.fullmatch(name):
         return name
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-")[:100] or "manifest"
     return f"{cleaned}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
@@ -91,16 +138,14 @@ def safe_id(name: str) -> str:
 
 def parse_manifest(body: bytes, default_id: str) -> Manifest:
     """Validate raw manifest bytes; every failure is a PermanentError with a stable code."""
-    if len(body) > MAX_MANIFEST_BYTES:
-        raise InvalidManifest(f"manifest is {len(body)} bytes; the limit is {MAX_MANIFEST_BYTES}")
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidJson(f"manifest is not valid JSON: {exc}") from exc
+    data = load_json(body)
     if not isinstance(data, dict):
-        raise InvalidManifest(f"manifest must be a JSON object, not {type(data).__name__}")
-    if "id" not in data and not _ID_RE.match(default_id):
-        raise InvalidManifest(f"file name {default_id!r} is not a valid job id; set \"id\" (pattern {ID_PATTERN})")
+        raise InvalidManifest(f"manifest must be a JSON object, not {_json_type(data)}")
+    _check_field_names(data)
+    if "id" not in data and not _ID_RE.fullmatch(default_id):
+        raise InvalidManifest(
+            f"file name '{printable(default_id)}' is not a valid job id; set \"id\" (pattern {ID_PATTERN})"
+        )
     if "voice_text" not in data or (isinstance(data["voice_text"], str) and not data["voice_text"].strip()):
         raise VoiceTextRequired(
             "voice_text is required: give the exact transcript of the voice clip (the worker does not transcribe)"
@@ -112,15 +157,65 @@ def parse_manifest(body: bytes, default_id: str) -> Manifest:
     return manifest
 
 
+def load_json(body: bytes) -> Any:
+    """Strict JSON in UTF-8 (a leading BOM is tolerated): no NaN or Infinity, no duplicate keys."""
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise InvalidManifest(f"manifest is {len(body)} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    try:
+        text = body.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJson(f"manifest is not valid JSON: it is not UTF-8 text ({exc})") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise InvalidJson(f"manifest is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidJson("manifest is not valid JSON: it is nested too deeply") from exc
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise InvalidJson(f"manifest is not valid JSON: {printable(str(exc).split(';')[0])}") from exc
+
+
+def _check_field_names(data: dict[str, Any]) -> None:
+    for key in data:
+        if found := _FORBIDDEN_RE.search(key):
+            raise InvalidManifest(
+                f"field '{printable(key, 100)}': unknown field; its name contains "
+                f"{character_kind(found.group())} {code_point(found.group())}"
+            )
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJson(f"manifest is not valid JSON: {name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidManifest(f"field '{printable(key, 100)}' appears more than once; give each field once")
+            seen.add(key)
+    return data
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, naming the field, in words a user can act on."""
     problems = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "manifest"
+    errors = exc.errors(include_url=False)
+    for err in errors[:MAX_REPORTED_PROBLEMS]:
+        where = ".".join(printable(str(p), 100) for p in err["loc"]) or "manifest"
         if err["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown field (check the spelling; see `f5-batch schema`)")
         else:
-            problems.append(f"{where}: {err['msg']}")
+            problems.append(f"{where}: {printable(err['msg'])}")
+    if len(errors) > MAX_REPORTED_PROBLEMS:
+        problems.append(f"and {len(errors) - MAX_REPORTED_PROBLEMS} more problems")
     return "; ".join(problems)
 
 

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     receive_batch: int = Field(1, ge=1, le=10, description="SQS messages taken per receive.")
     max_receives: int = Field(5, ge=1, description="Deliveries before giving up, if the queue has no redrive policy.")
     redelivery_base_s: float = Field(10.0, ge=0.0, description="Backoff before a transient failure is redelivered.")
+    aws_connect_timeout_s: float = Field(5.0, gt=0.0, description="S3/SQS connect timeout, seconds.")
+    aws_read_timeout_s: float = Field(
+        30.0, gt=0.0, description="S3/SQS read timeout, seconds (SQS gets at least the long-poll wait plus 5)."
+    )
     aws_max_attempts: int = Field(6, ge=1, le=20, description="Attempts per S3/SQS call for transient errors.")
     aws_retry_total_s: float = Field(60.0, gt=0.0, description="Longest time spent retrying one S3/SQS call.")
     job_timeout_s: float = Field(1800.0, gt=0.0, description="A job still running after this long fails.")

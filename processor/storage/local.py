@@ -194,17 +194,33 @@ class LocalOutbox:
 
 @dataclass
 class LocalVoices:
-    """Voice clips under the inbox folder, addressed by relative path."""
+    """Voice clips under the inbox folder, addressed by relative path, up to `max_bytes` each."""
 
     root: Path
+    max_bytes: int = 50 * 2**20
 
     def fetch(self, ref: str, dest_dir: Path) -> Path:
         path = self.resolve(ref)
         if not path.is_file():
-            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {path}")
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}")
+        size = path.stat().st_size
+        if size > self.max_bytes:
+            raise PermanentError(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes} (F5B_VOICE_MAX_BYTES)",
+                                 code="voice_too_large")
+        if size == 0:
+            raise PermanentError(f"voice {ref!r} is an empty file (0 bytes); upload the clip again",
+                                 code="voice_unreadable")
         dest = dest_dir / f"voice{''.join(path.suffixes[-1:])}"
-        shutil.copyfile(path, dest)
+        self._copy(ref, path, dest)
         return dest
+
+    def _copy(self, ref: str, src: Path, dest: Path) -> None:
+        """Copy, then check the copy: a file that grew past the limit after the size check is still refused."""
+        shutil.copyfile(src, dest)
+        if dest.stat().st_size > self.max_bytes:
+            dest.unlink()
+            raise PermanentError(f"voice {ref!r} grew past the limit of {self.max_bytes} bytes while being read",
+                                 code="voice_too_large")
 
     def resolve(self, ref: str) -> Path:
         if "://" in ref:

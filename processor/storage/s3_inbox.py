@@ -117,6 +117,9 @@ class S3Inbox:
         if current is None:
             return None  # released or finished between our two calls: the next scan decides
         record, current_etag = current
+        if record.get("owner") == self.identity and record.get("manifest_etag") == candidate.etag:
+            # Our own claim whose response was lost (the PUT landed, the retry got 412): it is ours.
+            return S3Lease(self, candidate, current_etag)
         if record.get("manifest_etag") != candidate.etag or float(record.get("expires_at", 0)) < time.time():
             etag = self._put_lease(lease_key, candidate, IfMatch=current_etag)
             if etag is not None:

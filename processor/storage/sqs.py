@@ -23,7 +23,7 @@ from processor.aws import MAX_RECEIVE_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_
 from processor.errors import PermanentError
 from processor.logs import logger
 from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
-from processor.retries import CallRetry, http_status
+from processor.retries import CallRetry, error_code, http_status
 from processor.storage.s3 import storage_error
 
 MAX_BACKOFF_S = 900
@@ -208,4 +208,6 @@ class SqsInbox:
             self.retry.call("sqs delete", lambda: self.client.delete_message(
                 QueueUrl=self.queue_url, ReceiptHandle=message.receipt))
         except Exception as exc:
+            if error_code(exc) == "ReceiptHandleIsInvalid":  # deleted by an earlier try whose answer was lost
+                return
             raise storage_error(f"deleting message {message.message_id}", exc) from exc
