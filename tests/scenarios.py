@@ -1,0 +1,271 @@
+"""Fault scenarios run end to end against loopback servers, shared by the tests and `scripts/reliability_report.py`.
+
+Each scenario drives real worker processes (the `tiny` model) and counts, per job,
+what a consumer of the outbox would see: exactly one `succeeded` result, a
+`failed` result where failure was the expected answer, a duplicate (a result
+written twice, or audio replaced by different bytes), or nothing at all (lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processor.aws import S3Location
+from processor.bootstrap import BootstrapPlan, bootstrap
+from processor.storage.volume import Volume
+
+from aws_servers import Endpoint, unique_name
+from conftest import REPO, VOICE, manifest
+from fault_proxy import FaultProxy
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    jobs: int
+    faults: int
+    succeeded: int
+    failed_as_expected: int
+    duplicates: int
+    lost: int
+
+    HEADER = ("scenario", "jobs", "faults injected", "succeeded", "failed as expected", "duplicates", "lost")
+
+    def cells(self) -> tuple[str, ...]:
+        return (self.scenario, *(str(v) for v in (self.jobs, self.faults, self.succeeded,
+                                                  self.failed_as_expected, self.duplicates, self.lost)))
+
+
+def markdown_table(outcomes: list[Outcome]) -> str:
+    rows = [Outcome.HEADER, tuple("---" for _ in Outcome.HEADER), *(o.cells() for o in outcomes)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+# --- workers ---------------------------------------------------------------------------------------
+
+
+def worker_env(endpoint_url: str, base: Endpoint, volume: Volume, tmp: Path, **extra: str) -> dict[str, str]:
+    env = {**base.env(), "AWS_ENDPOINT_URL": endpoint_url, "F5B_VOLUME": str(volume.root), "F5B_MODEL": "tiny",
+           "F5B_DEVICE": "cpu", "F5B_PROCESSING_DIR": str(tmp / "processing"), "F5B_S3_PATH_STYLE": "true",
+           "F5B_RECEIVE_WAIT_S": "1", "F5B_POLL_S": "0.3"}
+    return {**env, **extra}
+
+
+@contextmanager
+def workers(count: int, args: list[str], env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start `count` workers; on exit stop them with SIGTERM (they release what they hold) and reap them."""
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "processor", "run", *args], cwd=REPO, env=env,
+                              stdout=(logs / f"worker-{n}.log").open("w"), stderr=subprocess.STDOUT, text=True)
+             for n in range(count)]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def wait_until(done: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.5)
+    return done()
+
+
+# --- counting what the outbox shows ----------------------------------------------------------------
+
+
+def object_versions(s3: Any, bucket: str, prefix: str = "") -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for version in page.get("Versions", []):
+            found.setdefault(version["Key"], []).append(version)
+    return found
+
+
+def count_s3(s3: Any, bucket: str, prefix: str, expected: dict[str, str]) -> tuple[int, int, int, int]:
+    """(succeeded, failed as expected, duplicates, lost) for job ids mapped to their expected status or code."""
+    versions = object_versions(s3, bucket, prefix)
+    succeeded = failed = duplicates = lost = 0
+    for job, want in expected.items():
+        key = f"{prefix}{job}/result.json"
+        if key not in versions:
+            lost += 1
+            continue
+        audio = [v for k, vs in versions.items() if k.startswith(f"{prefix}{job}/audio.") for v in vs]
+        if len(versions[key]) > 1 or len({v["ETag"] for v in audio}) > 1:
+            duplicates += 1  # a retried PUT of the same bytes is not visible to anyone; different bytes are
+        result = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if want == "succeeded" and result["status"] == "succeeded":
+            succeeded += 1
+        elif result["status"] == "failed" and result["error"]["code"] == want:
+            failed += 1
+        else:
+            lost += 1  # the wrong answer is as bad as none
+    return succeeded, failed, duplicates, lost
+
+
+def results_present(s3: Any, bucket: str, prefix: str, jobs: list[str]) -> Callable[[], bool]:
+    def check() -> bool:
+        keys = {k for k in object_versions(s3, bucket, prefix) if k.endswith("/result.json")}
+        return all(f"{prefix}{job}/result.json" in keys for job in jobs)
+
+    return check
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueSetup:
+    inbox: str
+    outbox: str
+    queue_url: str
+    dlq_url: str
+
+
+def queue_setup(endpoint: Endpoint, visibility_s: int = 30) -> QueueSetup:
+    s3, sqs = endpoint.client("s3"), endpoint.client("sqs")
+    inbox, outbox = unique_name("in"), unique_name("out")
+    made = bootstrap(BootstrapPlan(unique_name("jobs"), S3Location(inbox, "inbox/"), S3Location(outbox, ""),
+                                   create_buckets=True, max_receive_count=10, visibility_timeout_s=visibility_s),
+                     s3, sqs)
+    s3.put_bucket_versioning(Bucket=outbox, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=inbox, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    return QueueSetup(inbox, outbox, made["queue_url"], made["dlq_url"])
+
+
+def drop_jobs(endpoint: Endpoint, setup: QueueSetup, count: int, prefix: str = "job", **fields: Any) -> list[str]:
+    s3 = endpoint.client("s3")
+    names = [f"{prefix}-{i:03d}" for i in range(count)]
+    for name in names:
+        body = manifest(f"Job {name}.", **{"nfe_step": 2, **fields})
+        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{name}.json", Body=json.dumps(body).encode())
+    return names
+
+
+def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: float = 0.2,
+           worker_count: int = 3, seed: int = 7, timeout: float = 400) -> Outcome:
+    """S3 and SQS through a proxy that resets, stalls, slows and fails `rate` of all requests."""
+    setup = queue_setup(moto, visibility_s=8)
+    names = drop_jobs(moto, setup, jobs)
+    s3 = moto.client("s3")
+    with FaultProxy(moto.url, rate=rate, seed=seed, stall_s=2.0, slow_s=0.2) as proxy:
+        env = worker_env(proxy.url, moto, volume, tmp, F5B_AWS_READ_TIMEOUT_S="1", F5B_AWS_CONNECT_TIMEOUT_S="1",
+                         F5B_AWS_MAX_ATTEMPTS="8", F5B_AWS_RETRY_TOTAL_S="60", F5B_MAX_ATTEMPTS="5",
+                         F5B_LEASE_S="8", F5B_REDELIVERY_BASE_S="1", F5B_RETRY_INITIAL_S="0.2")
+        args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox",
+                f"s3://{setup.outbox}/"]
+        with workers(worker_count, args, env, tmp / "logs"):
+            wait_until(results_present(s3, setup.outbox, "", names), timeout)
+            proxy.set_rate(0)  # let the workers release and leave cleanly
+        injected = sum(proxy.stats.faults_by_kind().values())
+    succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
+    return Outcome(f"S3+SQS faults at {rate:.0%} ({worker_count} workers)", jobs, injected, succeeded, failed,
+                   duplicates, lost)
+
+
+def killed(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 12, kills: int = 3) -> Outcome:
+    """Workers SIGKILLed mid-job, one after another; a survivor takes the work over after visibility."""
+    setup = queue_setup(moto, visibility_s=6)
+    slow = " ".join(["A longer text so that the job is still running when the worker dies."] * 4)
+    names = _drop_slow(moto, setup, jobs, slow)
+    s3 = moto.client("s3")
+    env = worker_env(moto.url, moto, volume, tmp, F5B_LEASE_S="6")
+    args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
+    for n in range(kills):
+        with workers(1, args, env, tmp / f"victim-{n}") as (victim,):
+            wait_until(_log_says(tmp / f"victim-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
+            os.kill(victim.pid, signal.SIGKILL)
+    with workers(2, args, env, tmp / "survivors"):
+        wait_until(results_present(s3, setup.outbox, "", names), 300)
+    succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
+    return Outcome(f"SIGKILL mid-job ({kills} workers killed)", jobs, kills, succeeded, failed, duplicates, lost)
+
+
+def _log_says(log: Path, text: str) -> Callable[[], bool]:
+    return lambda: log.exists() and text in log.read_text()
+
+
+def _drop_slow(endpoint: Endpoint, setup: QueueSetup, count: int, text: str) -> list[str]:
+    s3 = endpoint.client("s3")
+    names = [f"slow-{i:03d}" for i in range(count)]
+    for name in names:
+        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{name}.json",
+                      Body=json.dumps(manifest(text, nfe_step=4, id=name)).encode())
+    return names
+
+
+def terminated(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 12, stops: int = 3) -> Outcome:
+    """Workers sent SIGTERM mid-job with a short grace period: they release, others finish."""
+    setup = queue_setup(moto, visibility_s=300)
+    slow = " ".join(["A longer text so that the job is still running when the pod is stopped."] * 3)
+    names = _drop_slow(moto, setup, jobs, slow)
+    s3 = moto.client("s3")
+    env = worker_env(moto.url, moto, volume, tmp, F5B_SHUTDOWN_GRACE_S="0.5")
+    args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
+    for n in range(stops):
+        with workers(1, args, env, tmp / f"stopped-{n}"):
+            wait_until(_log_says(tmp / f"stopped-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
+        # leaving the block sent SIGTERM: with visibility 300 s, only a release makes the job come back soon
+    with workers(2, args, env, tmp / "finishers"):
+        wait_until(results_present(s3, setup.outbox, "", names), 300)
+    succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
+    return Outcome(f"SIGTERM mid-job ({stops} pods stopped)", jobs, stops, succeeded, failed, duplicates, lost)
+
+
+def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
+    """Several workers scanning one S3 inbox on SeaweedFS, claiming by conditional writes."""
+    s3 = seaweed.client("s3")
+    bucket = unique_name("b")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    names = [f"job-{i:03d}" for i in range(jobs)]
+    for name in names:
+        s3.put_object(Bucket=bucket, Key=f"inbox/{name}.json",
+                      Body=json.dumps(manifest(f"Job {name}.", nfe_step=2)).encode())
+    env = worker_env(seaweed.url, seaweed, volume, tmp)
+    args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
+    with workers(worker_count, args, env, tmp / "logs"):
+        wait_until(lambda: all(_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300)
+    finished: dict[str, int] = {}
+    for log in (tmp / "logs").glob("*.log"):
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and (event := json.loads(line)).get("stage") == "finished":
+                finished[event["job"]] = finished.get(event["job"], 0) + 1
+    succeeded = sum(1 for n in names if _status(s3, bucket, n) == "succeeded")
+    duplicates = sum(1 for n in names if finished.get(n, 0) > 1)
+    lost = sum(1 for n in names if not _exists(s3, bucket, f"outbox/{n}/result.json"))
+    return Outcome(f"S3 inbox leases on SeaweedFS ({worker_count} workers)", jobs, 0, succeeded, 0, duplicates, lost)
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except Exception:
+        return False
+    return True
+
+
+def _status(s3: Any, bucket: str, job: str) -> str:
+    body = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
+    return str(body["status"])
