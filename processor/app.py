@@ -81,7 +81,7 @@ def _inbox(settings: Settings, s3: Any, retry: CallRetry, identity: str) -> Inbo
 
 def _voices(settings: Settings, s3: Any, retry: CallRetry, workdir: WorkDir) -> VoiceSource:
     if not is_s3_url(settings.inbox) and not settings.voice_buckets:
-        return LocalVoices(Path(settings.inbox))
+        return LocalVoices(Path(settings.inbox), max_bytes=settings.voice_max_bytes)
     default_bucket = S3Location.parse(settings.inbox).bucket if is_s3_url(settings.inbox) else ""
     allowed = {b.strip() for b in settings.voice_buckets.split(",") if b.strip()} or {default_bucket}
     cache = VoiceCache(workdir.mine / "voice-cache", settings.voice_cache_bytes)

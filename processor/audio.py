@@ -5,6 +5,10 @@ and `remove_silence_for_generated_wav` (f5_tts/infer/utils_infer.py) step for
 step, with the same pydub calls, so that the worker's audio equals F5-TTS's own
 for the same inputs. Unlike upstream they write only inside the job's processing
 folder, which is emptied after the job (upstream leaves a temp file per voice).
+
+Before pydub decodes a clip, `load_voice` refuses what upstream would crash on or
+silently misread (empty, truncated, NaN-filled, 64-bit float, over five minutes),
+each with a stable code; see its docstring for the rules.
 """
 
 from __future__ import annotations

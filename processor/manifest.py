@@ -89,7 +89,7 @@ class Manifest(BaseModel):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must not be blank")
+            raise PydanticCustomError("blank", "must not be blank (only whitespace)")
         return value
 
     @property
@@ -142,16 +142,18 @@ def parse_manifest(body: bytes, default_id: str) -> Manifest:
     if not isinstance(data, dict):
         raise InvalidManifest(f"manifest must be a JSON object, not {_json_type(data)}")
     _check_field_names(data)
-    if "id" not in data and not _ID_RE.fullmatch(default_id):
+    named = data.get("id") is not None  # "id": null means the default, as if absent
+    if not named and not _ID_RE.fullmatch(default_id):
         raise InvalidManifest(
             f"file name '{printable(default_id)}' is not a valid job id; set \"id\" (pattern {ID_PATTERN})"
         )
-    if "voice_text" not in data or (isinstance(data["voice_text"], str) and not data["voice_text"].strip()):
+    voice_text = data.get("voice_text")
+    if voice_text is None or (isinstance(voice_text, str) and not voice_text.strip()):
         raise VoiceTextRequired(
             "voice_text is required: give the exact transcript of the voice clip (the worker does not transcribe)"
         )
     try:
-        manifest = Manifest.model_validate({"id": default_id, **data} if "id" not in data else data)
+        manifest = Manifest.model_validate(data if named else {**data, "id": default_id})
     except ValidationError as exc:
         raise InvalidManifest(describe_validation_error(exc)) from exc
     return manifest

@@ -16,7 +16,7 @@ from processor.audio import encode, prepare_voice, remove_silence
 from processor.errors import F5BatchError, PermanentError, TransientError
 from processor.heartbeat import Heartbeat
 from processor.logs import JobLog
-from processor.manifest import Manifest, parse_manifest, safe_id
+from processor.manifest import Manifest, parse_manifest, printable, safe_id
 from processor.results import ErrorInfo, Result, Timings, job_key
 from processor.shutdown import Shutdown, ShutdownRequested
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
@@ -102,7 +102,7 @@ class Worker:
     def process(self, lease: Lease) -> Result | None:
         """The job's life: run it while a heartbeat keeps the lease, then record the outcome and end the lease."""
         job = Job(lease, JobLog(safe_id(lease.name)))
-        job.log.event("claimed", f"claimed manifest {lease.name}")
+        job.log.event("claimed", f"claimed manifest {printable(lease.name, 1024)}")
         with Heartbeat(lease, self.heartbeat_s):
             outcome = self._run(job)
         # The heartbeat has stopped: from here on, only this thread touches the lease.
@@ -221,7 +221,7 @@ class Worker:
             attempts=max(job.attempts, 1),
             timings=Timings(**{k: round(v, 4) for k, v in job.timings.model_dump().items()}),
             manifest_sha256=hashlib.sha256(job.body).hexdigest(),
-            manifest=job.lease.name,
+            manifest=printable(job.lease.name, 1024),
             worker=self.identity,
             finished_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         )

@@ -80,6 +80,7 @@ class S3Inbox:
     lease_s: float = 300.0
     poll_s: float = 5.0
     identity: str = field(default_factory=worker_identity)
+    _held: set[str] = field(default_factory=set)  # names of the leases this process knows it holds
 
     def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[S3Lease, None, None]:
         stop = stop or threading.Event()
@@ -112,21 +113,26 @@ class S3Inbox:
         lease_key = self.location.key(LEASES + candidate.name)
         etag = self._put_lease(lease_key, candidate, IfNoneMatch="*")
         if etag is not None:
-            return S3Lease(self, candidate, etag)
+            return self._holding(S3Lease(self, candidate, etag))
         current = self._read_lease(lease_key)
         if current is None:
             return None  # released or finished between our two calls: the next scan decides
         record, current_etag = current
-        if record.get("owner") == self.identity and record.get("manifest_etag") == candidate.etag:
+        mine = record.get("owner") == self.identity and record.get("manifest_etag") == candidate.etag
+        if mine and candidate.name not in self._held:
             # Our own claim whose response was lost (the PUT landed, the retry got 412): it is ours.
-            return S3Lease(self, candidate, current_etag)
+            return self._holding(S3Lease(self, candidate, current_etag))
         if record.get("manifest_etag") != candidate.etag or float(record.get("expires_at", 0)) < time.time():
             etag = self._put_lease(lease_key, candidate, IfMatch=current_etag)
             if etag is not None:
                 logger.info(f"took over the expired lease on {candidate.name}",
                             extra={"stage": "claimed", "previous_owner": record.get("owner")})
-                return S3Lease(self, candidate, etag)
+                return self._holding(S3Lease(self, candidate, etag))
         return None
+
+    def _holding(self, lease: S3Lease) -> S3Lease:
+        self._held.add(lease.name)
+        return lease
 
     def renew(self, candidate: Candidate, lease_etag: str) -> str:
         etag = self._put_lease(self.location.key(LEASES + candidate.name), candidate, IfMatch=lease_etag)
@@ -135,6 +141,7 @@ class S3Inbox:
         return etag
 
     def drop_lease(self, name: str, lease_etag: str) -> None:
+        self._held.discard(name)
         key = self.location.key(LEASES + name)
         try:
             self.retry.call("s3 delete lease", lambda: self.client.delete_object(
