@@ -269,3 +269,43 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
 def _status(s3: Any, bucket: str, job: str) -> str:
     body = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
     return str(body["status"])
+
+
+def hostile(volume: Volume, tmp: Path) -> Outcome:
+    """The hostile-input corpus of tests/test_hostile_input.py in one batch: each bad case must fail with its code."""
+    import test_hostile_input as corpus
+
+    from conftest import run_cli
+
+    inbox = tmp / "inbox"
+    corpus.make_voices(inbox / "voices")
+    (tmp / "outside.wav").write_bytes(corpus.NARRATOR)
+    for name, (body, _, _) in corpus.BAD.items():
+        corpus.write_body(inbox, name, corpus.absolutize(body, tmp))
+    good = {**corpus.GOOD, **corpus.RAW_GOOD}
+    for name, body in good.items():
+        corpus.write_body(inbox, name, body)
+    run_cli("run", "--inbox", str(inbox), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
+            "--model", "tiny", "--processing-dir", str(tmp / "processing"), "--once",
+            env={"F5B_VOICE_MAX_BYTES": str(corpus.MAX_VOICE_BYTES)}, timeout=600)
+    expected = {corpus.job_id(n): code for n, (_, code, _) in corpus.BAD.items()}
+    expected |= {corpus.job_id(n): "succeeded" for n in good}
+    succeeded = failed = lost = 0
+    for job, want in expected.items():
+        path = tmp / "outbox" / job / "result.json"
+        if not path.exists():
+            lost += 1
+            continue
+        result = json.loads(path.read_text())
+        if want == "succeeded" and result["status"] == "succeeded":
+            succeeded += 1
+        elif result["status"] == "failed" and result["error"]["code"] == want:
+            failed += 1
+        else:
+            lost += 1
+    stray = [p for p in (tmp / "outbox").rglob("*") if p.is_file() and p.parent.name not in expected]
+    assert not stray, f"files written outside the job folders: {stray}"
+    done = list((inbox / ".done").glob("*.json"))
+    duplicates = len(done) - len(expected)  # a manifest delivered twice leaves a second copy in .done
+    return Outcome(f"hostile input ({len(corpus.BAD)} bad, {len(good)} good manifests)", len(expected), 0,
+                   succeeded, failed, duplicates, lost)
