@@ -28,6 +28,19 @@ def storage_error(what: str, exc: Exception) -> F5BatchError:
     return F5BatchError(message, code="storage_error")
 
 
+def read_manifest(client: Any, retry: CallRetry, bucket: str, key: str) -> bytes:
+    """A manifest object's bytes; one deleted since it was announced is a permanent failure of that job."""
+    try:
+        response = retry.call("s3 get manifest", lambda: client.get_object(Bucket=bucket, Key=key))
+        body: bytes = response["Body"].read()
+    except Exception as exc:
+        if http_status(exc) == 404:
+            raise PermanentError(f"manifest s3://{bucket}/{key} no longer exists",
+                                 code="manifest_not_found") from exc
+        raise storage_error(f"reading s3://{bucket}/{key}", exc) from exc
+    return body
+
+
 @dataclass
 class S3Outbox:
     client: Any

@@ -27,7 +27,7 @@ from processor.errors import PermanentError
 from processor.logs import logger
 from processor.retries import CallRetry, http_status
 from processor.storage.local import worker_identity
-from processor.storage.s3 import storage_error
+from processor.storage.s3 import read_manifest, storage_error
 
 LEASES = ".leases/"
 DONE = ".done/"
@@ -160,16 +160,7 @@ class S3Inbox:
             raise storage_error(f"marking {candidate.key} done", exc) from exc
 
     def read_manifest(self, candidate: Candidate) -> bytes:
-        try:
-            response = self.retry.call("s3 get manifest", lambda: self.client.get_object(
-                Bucket=self.location.bucket, Key=candidate.key))
-            body: bytes = response["Body"].read()
-        except Exception as exc:
-            if http_status(exc) == 404:
-                raise PermanentError(f"manifest {candidate.key} was deleted before it could be read",
-                                     code="manifest_not_found") from exc
-            raise storage_error(f"reading {candidate.key}", exc) from exc
-        return body
+        return read_manifest(self.client, self.retry, self.location.bucket, candidate.key)
 
     def _put_lease(self, key: str, candidate: Candidate, **condition: str) -> str | None:
         record = {"owner": self.identity, "expires_at": time.time() + self.lease_s, "manifest_etag": candidate.etag}

@@ -23,8 +23,8 @@ from processor.aws import MAX_RECEIVE_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_
 from processor.errors import PermanentError
 from processor.logs import logger
 from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
-from processor.retries import CallRetry, error_code, http_status
-from processor.storage.s3 import storage_error
+from processor.retries import CallRetry, error_code
+from processor.storage.s3 import read_manifest, storage_error
 
 MAX_BACKOFF_S = 900
 
@@ -181,15 +181,7 @@ class SqsInbox:
         if self.manifest_buckets is not None and job.bucket not in self.manifest_buckets:
             raise PermanentError(f"manifest s3://{job.bucket}/{job.key} is not in an inbox bucket",
                                  code="manifest_not_allowed")
-        try:
-            response = self.retry.call("s3 get manifest", lambda: self.s3.get_object(Bucket=job.bucket, Key=job.key))
-            body: bytes = response["Body"].read()
-        except Exception as exc:
-            if http_status(exc) == 404:
-                raise PermanentError(f"manifest s3://{job.bucket}/{job.key} no longer exists",
-                                     code="manifest_not_found") from exc
-            raise storage_error(f"reading s3://{job.bucket}/{job.key}", exc) from exc
-        return body
+        return read_manifest(self.s3, self.retry, job.bucket, job.key)
 
     def extend(self, message: Message) -> None:
         # The 12-hour cap counts from the first receipt; never ask for more than is left.
