@@ -9,7 +9,6 @@ written twice, or audio replaced by different bytes), or nothing at all (lost).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -185,21 +184,40 @@ def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: flo
 
 
 def killed(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 12, kills: int = 3) -> Outcome:
-    """Workers SIGKILLed mid-job, one after another; a survivor takes the work over after visibility."""
-    setup = queue_setup(moto, visibility_s=6)
-    slow = " ".join(["A longer text so that the job is still running when the worker dies."] * 4)
+    """Workers SIGKILLed mid-job, one after another; survivors take the work over after visibility (6 s)."""
+    outcome = _interrupted(moto, volume, tmp, jobs, kills, signal.SIGKILL, visibility_s=6,
+                           env={"F5B_LEASE_S": "6"})
+    outcome.scenario = f"SIGKILL mid-job ({kills} workers killed)"
+    return outcome
+
+
+def terminated(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 12, stops: int = 3) -> Outcome:
+    """Workers sent SIGTERM mid-job with a short grace period: with visibility 300 s, only their release
+    makes the jobs come back soon enough for the finishers."""
+    outcome = _interrupted(moto, volume, tmp, jobs, stops, signal.SIGTERM, visibility_s=300,
+                           env={"F5B_SHUTDOWN_GRACE_S": "0.5"})
+    outcome.scenario = f"SIGTERM mid-job ({stops} pods stopped)"
+    return outcome
+
+
+def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: int, signum: int,
+                 visibility_s: int, env: dict[str, str]) -> Outcome:
+    """`count` workers in turn get `signum` while a job is in hand; then two workers finish everything."""
+    setup = queue_setup(moto, visibility_s=visibility_s)
+    slow = " ".join(["A longer text so that the job is still running when the worker is interrupted."] * 3)
     names = _drop_slow(moto, setup, jobs, slow)
     s3 = moto.client("s3")
-    env = worker_env(moto.url, moto, volume, tmp, F5B_LEASE_S="6")
+    worker_environment = worker_env(moto.url, moto, volume, tmp, **env)
     args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
-    for n in range(kills):
-        with workers(1, args, env, tmp / f"victim-{n}") as (victim,):
-            wait_until(_log_says(tmp / f"victim-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
-            os.kill(victim.pid, signal.SIGKILL)
-    with workers(2, args, env, tmp / "survivors"):
+    for n in range(count):
+        with workers(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
+            wait_until(_log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
+            worker.send_signal(signum)
+            worker.wait(60)
+    with workers(2, args, worker_environment, tmp / "finishers"):
         wait_until(results_present(s3, setup.outbox, "", names), 300)
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
-    return Outcome(f"SIGKILL mid-job ({kills} workers killed)", jobs, kills, succeeded, failed, duplicates, lost)
+    return Outcome("", jobs, count, succeeded, failed, duplicates, lost)
 
 
 def _log_says(log: Path, text: str) -> Callable[[], bool]:
@@ -215,24 +233,6 @@ def _drop_slow(endpoint: Endpoint, setup: QueueSetup, count: int, text: str) -> 
     return names
 
 
-def terminated(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 12, stops: int = 3) -> Outcome:
-    """Workers sent SIGTERM mid-job with a short grace period: they release, others finish."""
-    setup = queue_setup(moto, visibility_s=300)
-    slow = " ".join(["A longer text so that the job is still running when the pod is stopped."] * 3)
-    names = _drop_slow(moto, setup, jobs, slow)
-    s3 = moto.client("s3")
-    env = worker_env(moto.url, moto, volume, tmp, F5B_SHUTDOWN_GRACE_S="0.5")
-    args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
-    for n in range(stops):
-        with workers(1, args, env, tmp / f"stopped-{n}"):
-            wait_until(_log_says(tmp / f"stopped-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
-        # leaving the block sent SIGTERM: with visibility 300 s, only a release makes the job come back soon
-    with workers(2, args, env, tmp / "finishers"):
-        wait_until(results_present(s3, setup.outbox, "", names), 300)
-    succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
-    return Outcome(f"SIGTERM mid-job ({stops} pods stopped)", jobs, stops, succeeded, failed, duplicates, lost)
-
-
 def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
     """Several workers scanning one S3 inbox on SeaweedFS, claiming by conditional writes."""
     s3 = seaweed.client("s3")
@@ -246,7 +246,7 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
     env = worker_env(seaweed.url, seaweed, volume, tmp)
     args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
     with workers(worker_count, args, env, tmp / "logs"):
-        wait_until(lambda: all(_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300)
+        wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300)
     finished: dict[str, int] = {}
     for log in (tmp / "logs").glob("*.log"):
         for line in log.read_text().splitlines():
@@ -254,11 +254,11 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
                 finished[event["job"]] = finished.get(event["job"], 0) + 1
     succeeded = sum(1 for n in names if _status(s3, bucket, n) == "succeeded")
     duplicates = sum(1 for n in names if finished.get(n, 0) > 1)
-    lost = sum(1 for n in names if not _exists(s3, bucket, f"outbox/{n}/result.json"))
+    lost = sum(1 for n in names if not object_exists(s3, bucket, f"outbox/{n}/result.json"))
     return Outcome(f"S3 inbox leases on SeaweedFS ({worker_count} workers)", jobs, 0, succeeded, 0, duplicates, lost)
 
 
-def _exists(s3: Any, bucket: str, key: str) -> bool:
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except Exception:

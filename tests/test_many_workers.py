@@ -19,6 +19,7 @@ from processor.storage.volume import Volume
 
 from aws_servers import Endpoint, unique_name
 from conftest import REPO, VOICE, manifest
+from scenarios import object_exists
 
 
 def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log: Path,
@@ -154,7 +155,7 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     rescuers = [start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=path, F5B_LEASE_S="6")
                 for path in logs]
     try:
-        wait_for(lambda: all(_exists(s3, bucket, f"outbox/{job}/result.json")
+        wait_for(lambda: all(object_exists(s3, bucket, f"outbox/{job}/result.json")
                              for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]), 180, "all results")
     finally:
         for worker in rescuers:
@@ -169,11 +170,3 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     finished = [e for e in finished if e.get("stage") == "finished"]
     assert sorted(e["job"] for e in finished) == sorted(["slow", *[f"z-quick-{i}" for i in range(4)]]), \
         "each job finished exactly once across the two workers (the killed one finished none)"
-
-
-def _exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except Exception:
-        return False
-    return True
