@@ -54,10 +54,3 @@ class VoiceCache:
             while sum(self._entries.values()) > self.max_bytes:
                 evicted, _ = self._entries.popitem(last=False)
                 (self.root / evicted).unlink(missing_ok=True)
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(self._entries.values())
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -55,6 +55,3 @@ class WorkDir:
                 f"processing folder {self.root} has {free} bytes free; a job needs {needed_bytes}",
                 code="processing_disk_full",
             )
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.mine, ignore_errors=True)
