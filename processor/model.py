@@ -1,14 +1,23 @@
-"""Model folders: their `config.json`, the `tiny` random model, and loading.
+"""Model folders: their `config.json`, random-weight models, and loading.
 
 A model folder is self-describing: `config.json` carries the backbone, its
 architecture and the mel settings, so the worker never needs F5-TTS's training
 configs or the hub at run time.
+
+Loading is built for a short cold start: F5-TTS's model code is imported without
+the rest of the package (`imports.py`), and models are built with empty weights
+(`empty_weights`) that take their tensors straight from the files, instead of
+initialising 337 M random weights only to overwrite them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -16,6 +25,7 @@ from typing import Any
 import yaml
 
 from processor.errors import ModelError
+from processor.imports import lean_imports
 from processor.storage.volume import ModelFolder
 
 CONFIG_FORMAT = 1
@@ -50,20 +60,29 @@ TINY_ARCH: dict[str, Any] = {
     "checkpoint_activations": False,
 }
 
-TINY_VOCOS: dict[str, Any] = {
-    "feature_extractor": {
-        "class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
-        "init_args": {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256, "n_mels": 100, "padding": "center"},
-    },
-    "backbone": {
-        "class_path": "vocos.models.VocosBackbone",
-        "init_args": {"input_channels": 100, "dim": 64, "intermediate_dim": 128, "num_layers": 2},
-    },
-    "head": {
-        "class_path": "vocos.heads.ISTFTHead",
-        "init_args": {"dim": 64, "n_fft": 1024, "hop_length": 256, "padding": "same"},
-    },
-}
+
+def vocos_config(dim: int, intermediate_dim: int, num_layers: int) -> dict[str, Any]:
+    """A mel Vocos `config.yaml` (the layout of charactr/vocos-mel-24khz's) with the given backbone size."""
+    return {
+        "feature_extractor": {
+            "class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
+            "init_args": {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256, "n_mels": 100, "padding": "center"},
+        },
+        "backbone": {
+            "class_path": "vocos.models.VocosBackbone",
+            "init_args": {
+                "input_channels": 100, "dim": dim, "intermediate_dim": intermediate_dim, "num_layers": num_layers
+            },
+        },
+        "head": {
+            "class_path": "vocos.heads.ISTFTHead",
+            "init_args": {"dim": dim, "n_fft": 1024, "hop_length": 256, "padding": "same"},
+        },
+    }
+
+
+TINY_VOCOS = vocos_config(dim=64, intermediate_dim=128, num_layers=2)
+RANDOM_NOTE = "random weights: produces noise, not speech"
 
 
 def wheel_vocab() -> Path:
@@ -86,8 +105,12 @@ def read_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
+# --- building models -------------------------------------------------------------------
+
+
 def build_cfm(config: dict[str, Any], vocab_char_map: dict[str, int]) -> Any:
-    """The F5-TTS flow-matching model of `config`, with freshly initialised weights."""
+    """The F5-TTS flow-matching model of `config`, initialised as F5-TTS does (or empty, on the meta device)."""
+    lean_imports()
     from f5_tts.model.backbones.dit import DiT
     from f5_tts.model.cfm import CFM
 
@@ -103,47 +126,138 @@ def build_cfm(config: dict[str, Any], vocab_char_map: dict[str, int]) -> Any:
     )
 
 
-def build_tiny(folder: ModelFolder, seed: int = 0) -> None:
-    """Write a small random-weight model with the real F5-TTS and Vocos classes.
-
-    It exercises every code path the full model does, in a fraction of a second
-    on CPU, and produces noise, not speech. Weights that F5-TTS initialises to
-    zero (output projections, adaLN gates) are filled with small random values:
-    otherwise the transformer's output is exactly zero and a test could not tell
-    whether text and reference audio reach the model at all.
-    """
-    import torch
-    from safetensors.torch import save_file
+def build_vocoder(vocoder_config: dict[str, Any]) -> Any:
+    """A Vocos from the parsed `config.yaml`, as `Vocos.from_hparams` builds it."""
+    lean_imports()
     from vocos import Vocos
 
-    torch.manual_seed(seed)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    vocab = wheel_vocab()
-    (folder.vocab).write_bytes(vocab.read_bytes())
-    config = model_config("tiny", TINY_ARCH, random_weights=True, note="random weights: produces noise, not speech")
-    cfm = build_cfm(config, read_vocab(folder.vocab))
-    with torch.no_grad():
-        for param in cfm.parameters():
-            if not param.any():
-                param.normal_(0.0, 0.02)
-    state = {EMA_PREFIX + k: v.contiguous() for k, v in cfm.state_dict().items() if k not in _SKIPPED_KEYS}
-    save_file(state, str(folder.weights))
-
-    folder.vocoder_dir.mkdir(exist_ok=True)
-    (folder.vocoder_dir / "config.yaml").write_text(yaml.safe_dump(TINY_VOCOS, sort_keys=False))
-    vocos = Vocos(
-        feature_extractor=_instantiate(TINY_VOCOS["feature_extractor"]),
-        backbone=_instantiate(TINY_VOCOS["backbone"]),
-        head=_instantiate(TINY_VOCOS["head"]),
+    return Vocos(
+        feature_extractor=_instantiate(vocoder_config["feature_extractor"]),
+        backbone=_instantiate(vocoder_config["backbone"]),
+        head=_instantiate(vocoder_config["head"]),
     )
-    torch.save(vocos.state_dict(), folder.vocoder_dir / "pytorch_model.bin")
-    folder.config_file.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _instantiate(spec: dict[str, Any]) -> Any:
     from vocos.pretrained import instantiate_class
 
     return instantiate_class(args=(), init=spec)
+
+
+@dataclass(frozen=True)
+class RandomModel:
+    """What a random-weight model folder is made of: its `config.json` and its vocoder's `config.yaml`."""
+
+    config: dict[str, Any]
+    vocoder: dict[str, Any]
+
+
+TINY = RandomModel(model_config("tiny", TINY_ARCH, random_weights=True, note=RANDOM_NOTE), TINY_VOCOS)
+
+
+def build_random(folder: ModelFolder, model: RandomModel, seed: int = 0) -> None:
+    """Write a random-weight model with the real F5-TTS and Vocos classes.
+
+    It exercises every code path a trained model does and produces noise, not
+    speech. Weights are F5-TTS's own initialisation (so persistent buffers such as
+    the rotary frequencies are the real ones), except those it initialises to zero
+    (output projections, adaLN gates): they get small random values, otherwise the
+    transformer's output is exactly zero and a test could not tell whether text and
+    reference audio reach the model at all.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.vocab.write_bytes(wheel_vocab().read_bytes())
+    cfm = build_cfm(model.config, read_vocab(folder.vocab))
+    with torch.no_grad():
+        for param in cfm.parameters():
+            if not param.any():
+                param.normal_(0.0, 0.02)
+    state = {EMA_PREFIX + k: v.contiguous() for k, v in cfm.state_dict().items() if k not in _SKIPPED_KEYS}
+    save_file(state, str(folder.weights))
+    del cfm, state
+
+    folder.vocoder_dir.mkdir(exist_ok=True)
+    (folder.vocoder_dir / "config.yaml").write_text(yaml.safe_dump(model.vocoder, sort_keys=False))
+    torch.save(build_vocoder(model.vocoder).state_dict(), folder.vocoder_dir / "pytorch_model.bin")
+    folder.config_file.write_text(json.dumps(model.config, indent=2) + "\n")
+
+
+def build_tiny(folder: ModelFolder, seed: int = 0) -> None:
+    """The small random-weight test model: every code path of the full one, in a fraction of a second on CPU."""
+    build_random(folder, TINY, seed)
+
+
+def weights_bytes(config: dict[str, Any], vocab_size: int) -> int:
+    """Size of the fp32 tensors of `config`'s model, from shapes alone (no weights are allocated)."""
+    lean_imports()
+    with empty_weights():
+        cfm = build_cfm(config, {str(i): i for i in range(vocab_size)})
+    return sum(v.numel() * 4 for k, v in cfm.state_dict().items() if k not in _SKIPPED_KEYS)
+
+
+# Initialisation functions and the in-place ops they are made of: on a tensor without storage they
+# have nothing to do, and on the meta device torch runs some (normal_, erfinv_) through Python
+# reference kernels whose first use imports torch._dynamo (over a second).
+_INIT_OPS = frozenset({"normal_", "uniform_", "trunc_normal_", "erfinv_", "mul_", "add_", "clamp_", "fill_", "zero_"})
+
+
+@contextlib.contextmanager
+def empty_weights() -> Iterator[None]:
+    """Build models inside this to get parameters without storage or initialisation, and buffers as usual.
+
+    Parameters are made with `torch.empty` and then initialised in place: here they
+    are made on the meta device and their initialisation is skipped, to be replaced
+    by the file's tensors (`load_state_dict(assign=True)`). Everything else is
+    computed as usual, so buffers a checkpoint does not hold (the rotary tables, the
+    mel filterbank and windows) come out exactly as F5-TTS and Vocos make them.
+    """
+    with _empty_weights_mode()():
+        yield
+
+
+@functools.cache
+def _empty_weights_mode() -> Any:
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class EmptyWeights(TorchFunctionMode):  # type: ignore[misc]
+        def __torch_function__(
+            self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+        ) -> Any:
+            kwargs = kwargs or {}
+            if func is torch.empty and kwargs.get("device") is None:
+                return func(*args, **{**kwargs, "device": "meta"})
+            target = args[0] if args else kwargs.get("tensor")
+            is_init = getattr(func, "__module__", None) == "torch.nn.init" or getattr(func, "__name__", "") in _INIT_OPS
+            if is_init and isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+            return func(*args, **kwargs)
+
+    return EmptyWeights
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadTimings:
+    """Where a model load's time went, in seconds: for the startup log line and bench/cold_start.py."""
+
+    imports_s: float = 0.0  # torch, F5-TTS's model code, Vocos
+    weights_s: float = 0.0  # reading the files and building the models around them
+    device_s: float = 0.0  # dtype conversion and transfer to the device
+
+    @property
+    def total_s(self) -> float:
+        return self.imports_s + self.weights_s + self.device_s
+
+    def as_dict(self) -> dict[str, float]:
+        return {"imports_s": round(self.imports_s, 3), "weights_s": round(self.weights_s, 3),
+                "device_s": round(self.device_s, 3), "total_s": round(self.total_s, 3)}
 
 
 @dataclass
@@ -156,6 +270,7 @@ class LoadedModel:
     sample_rate: int
     hop_length: int
     random_weights: bool
+    timings: LoadTimings = field(default_factory=LoadTimings)
 
 
 def pick_device(requested: str) -> str:
@@ -177,34 +292,31 @@ def pick_dtype(device: str) -> Any:
     return torch.float32
 
 
+def weights_file(folder: ModelFolder, dtype: Any) -> Path:
+    """The fp16 copy when computing in fp16 (half the bytes to read); the fp32 file otherwise, never upcast fp16."""
+    import torch
+
+    if dtype == torch.float16 and folder.weights_fp16.is_file():
+        return folder.weights_fp16
+    return folder.weights
+
+
 def load_model(folder: ModelFolder, device: str = "auto") -> LoadedModel:
     """Load a model folder from the volume; never touches the network."""
-    import torch
-    from safetensors.torch import load_file
-    from vocos import Vocos
-
-    missing = folder.missing_files()
-    if missing:
-        raise ModelError(
-            f"model folder {folder.path} is incomplete (missing {', '.join(missing)}); "
-            f"seed it with: python scripts/seed_volume.py --volume {folder.path.parent.parent} --model {folder.name}"
-        )
+    started = time.perf_counter()
+    lean_imports()
+    imported = time.perf_counter()
+    check_complete(folder)
     config = folder.config()
     device = pick_device(device)
     dtype = pick_dtype(device)
-
-    cfm = build_cfm(config, read_vocab(folder.vocab))
-    state = load_file(str(folder.weights))
-    state = {k.removeprefix(EMA_PREFIX): v for k, v in state.items() if k.removeprefix(EMA_PREFIX) not in _SKIPPED_KEYS}
-    try:
-        cfm.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"weights in {folder.weights} do not match config.json: {exc}") from exc
+    cfm = read_cfm(folder, config, dtype)
+    vocoder = read_vocoder(folder)
+    read = time.perf_counter()
     cfm = cfm.to(dtype).to(device).eval()
-
-    vocoder = Vocos.from_hparams(str(folder.vocoder_dir / "config.yaml"))
-    vocoder.load_state_dict(torch.load(folder.vocoder_dir / "pytorch_model.bin", map_location="cpu", weights_only=True))
     vocoder = vocoder.eval().to(device)
+    _synchronize(device)
+    moved = time.perf_counter()
 
     mel = config["mel_spec"]
     return LoadedModel(
@@ -216,4 +328,89 @@ def load_model(folder: ModelFolder, device: str = "auto") -> LoadedModel:
         sample_rate=int(mel["target_sample_rate"]),
         hop_length=int(mel["hop_length"]),
         random_weights=bool(config.get("random_weights", False)),
+        timings=LoadTimings(imports_s=imported - started, weights_s=read - imported, device_s=moved - read),
     )
+
+
+def check_complete(folder: ModelFolder) -> None:
+    missing = folder.missing_files()
+    if missing:
+        raise ModelError(
+            f"model folder {folder.path} is incomplete (missing {', '.join(missing)}); "
+            f"seed it with: python scripts/seed_volume.py --volume {folder.path.parent.parent} --model {folder.name}"
+        )
+
+
+def read_cfm(folder: ModelFolder, config: dict[str, Any], dtype: Any) -> Any:
+    """The CFM of `config` holding the weights file's tensors, built without initialising any weights."""
+    from safetensors.torch import load_file
+
+    lean_imports()  # outside empty_weights: module-level tensors are made as usual
+    vocab = read_vocab(folder.vocab)
+    with empty_weights():
+        cfm = build_cfm(config, vocab)
+    path = weights_file(folder, dtype)
+    state = {k.removeprefix(EMA_PREFIX): v for k, v in load_file(str(path)).items()}
+    load_exactly(cfm, {k: v for k, v in state.items() if k not in _SKIPPED_KEYS}, path)
+    check_materialised(cfm, path)
+    return cfm
+
+
+def read_vocoder(folder: ModelFolder) -> Any:
+    """The Vocos of `vocos/config.yaml` holding `vocos/pytorch_model.bin`'s tensors, built without initialising any."""
+    import torch
+
+    lean_imports()
+    config = yaml.safe_load((folder.vocoder_dir / "config.yaml").read_text())
+    with empty_weights():
+        vocoder = build_vocoder(config)
+    path = folder.vocoder_dir / "pytorch_model.bin"
+    load_exactly(vocoder, torch.load(path, map_location="cpu", weights_only=True), path)
+    check_materialised(vocoder, path)
+    return vocoder
+
+
+def load_exactly(module: Any, state: dict[str, Any], path: Path) -> None:
+    """Put the file's tensors into a module built on meta; the file must match the config key for key, shape for shape.
+
+    `assign=True` takes the tensors as they are instead of copying them into
+    initialised ones; the shapes are checked here first, so a mismatch reads the same
+    whatever torch's assign path reports.
+    """
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    shapes = [
+        f"{key} is {tuple(state[key].shape)} in the file, {tuple(value.shape)} in the config"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    problems = [
+        *([f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"] if missing else []),
+        *([f"unexpected {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}"] if unexpected else []),
+        *shapes[:5],
+    ]
+    if problems:
+        raise ModelError(f"weights in {path} do not match config.json: {'; '.join(problems)}")
+    try:
+        module.load_state_dict(state, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"weights in {path} do not match config.json: {exc}") from exc
+
+
+def check_materialised(module: Any, path: Path) -> None:
+    """A tensor still on meta would fail at the first job; fail at startup instead, naming it."""
+    empty = [name for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if empty:
+        raise ModelError(
+            f"after loading {path}, {', '.join(empty)} has no value: this version of F5-TTS or "
+            f"Vocos makes a tensor with torch.empty that no file provides (see processor.model.empty_weights)"
+        )
+
+
+def _synchronize(device: str) -> None:
+    """Transfers to a GPU return before they finish; wait, so the timing covers them."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)

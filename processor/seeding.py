@@ -1,4 +1,4 @@
-"""Seed a model folder on the volume: from the hub, a local mirror, another volume, or the tiny model.
+"""Seed a model folder on the volume: from the hub, a local mirror, another volume, or random weights.
 
 The worker never touches the network, so everything it loads must be put on the
 volume ahead of time, by this module. Every source goes through one flow:
@@ -11,6 +11,9 @@ volume ahead of time, by this module. Every source goes through one flow:
    so moving them into place is an atomic rename) and verified there;
 5. they are moved into place and `SHA256SUMS` is written last, so an interrupted
    run never leaves a folder that looks complete.
+
+On request the flow also derives `model.fp16.safetensors` from the verified weights
+(`--fp16-copy`), and keeps it only while it matches them.
 """
 
 from __future__ import annotations
@@ -25,30 +28,46 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import yaml
 
-from processor.model import MEL_SPEC, build_tiny, model_config
-from processor.storage.volume import MODEL_FILES, ModelFolder, Volume, sha256_file
+from processor.model import (
+    MEL_SPEC,
+    RANDOM_NOTE,
+    TINY,
+    RandomModel,
+    build_random,
+    model_config,
+    read_vocab,
+    vocos_config,
+    weights_bytes,
+    wheel_vocab,
+)
+from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, ModelFolder, Volume, sha256_file
 
 DEFAULT_MODEL = "F5TTS_v1_Base"
 TINY_MODEL = "tiny"
 F5TTS_REPO = "SWivid/F5-TTS"
 VOCODER_REPO = "charactr/vocos-mel-24khz"
 VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
+# charactr/vocos-mel-24khz's config.yaml: the vocoder every shipped F5-TTS vocos model uses.
+VOCOS_MEL_24KHZ = vocos_config(dim=512, intermediate_dim=1536, num_layers=8)
+RANDOM_SUFFIX = "-random"
+WEIGHTS = "model.safetensors"
 
 # Headroom for filesystem overhead and the hub's own metadata files in staging.
 MIN_SPACE_MARGIN = 256 * 2**20
-# Charged for each file whose size a source cannot tell before making it (the tiny model's, ~1 MB).
+# Charged for each file whose size a source can neither tell nor estimate before making it.
 UNKNOWN_SIZE_ALLOWANCE = 64 * 2**20
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 FreeSpace = Callable[[Path], int]
+Fetch = Callable[["SourceFile", Path], Path]
 
 
 class SeedError(Exception):
@@ -115,6 +134,7 @@ class SourceFile:
     size: int | None  # None: unknown until made
     sha256: str | None  # None: the source publishes no digest (e.g. non-LFS hub files)
     content: bytes | None = field(default=None, repr=False)  # written by us, not fetched
+    size_hint: int | None = None  # an estimate when `size` is unknown, for the free-space check
 
 
 class Source(Protocol):
@@ -324,12 +344,14 @@ class FolderSource:
 
 
 @dataclass(frozen=True)
-class TinySource:
-    """The random-weight test model, built locally by `build_tiny`: no network, noise not speech."""
+class RandomSource:
+    """A random-weight model built locally with the real classes by `build_random`: no network, noise not speech."""
+
+    model: RandomModel
 
     @property
     def label(self) -> str:
-        return "build_tiny (random weights)"
+        return f"build_random ({self.model.config['name']}, random weights)"
 
     @property
     def all_or_nothing(self) -> bool:
@@ -337,13 +359,46 @@ class TinySource:
         return True
 
     def files(self) -> list[SourceFile]:
-        return [SourceFile(rel, self.label, None, None) for rel in MODEL_FILES]
+        weights = weights_bytes(self.model.config, len(read_vocab(wheel_vocab())))
+        return [
+            SourceFile(rel, self.label, None, None, size_hint=weights if rel == WEIGHTS else None)
+            for rel in MODEL_FILES
+        ]
 
     def fetch(self, file: SourceFile, staging: Path) -> Path:
-        build = ModelFolder(staging / "tiny")
+        build = ModelFolder(staging / "random")
         if not build.path.exists():
-            build_tiny(build)
+            build_random(build, self.model)
         return build.path / file.target
+
+
+def random_model(arch: str, name: str) -> RandomModel:
+    """F5-TTS's architecture `arch` (configs/<arch>.yaml) and the full-size mel Vocos, to fill with random weights."""
+    section = f5tts_model_yaml(arch)
+    if section.get("backbone") != "DiT" or section.get("mel_spec") != MEL_SPEC:
+        raise SeedError(f"{arch} is not a DiT model with vocos mel settings {MEL_SPEC}: cannot build it")
+    config = model_config(
+        name, section["arch"], backbone=section["backbone"], random_weights=True, note=RANDOM_NOTE,
+        source={"random": {"arch": f"f5_tts/configs/{arch}.yaml", "vocoder": f"{VOCODER_REPO} config.yaml"}},
+    )
+    return RandomModel(config, VOCOS_MEL_24KHZ)
+
+
+@dataclass(frozen=True)
+class Fp16Copy:
+    """Derives model.fp16.safetensors: every fp32 tensor exactly `tensor.half()`, so a GPU's audio is unchanged."""
+
+    weights: Path
+
+    def fetch(self, file: SourceFile, staging: Path) -> Path:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        dest = staging / "fp16" / file.target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        state = load_file(str(self.weights))
+        save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, str(dest))
+        return dest
 
 
 def source_checksums(folder: ModelFolder) -> dict[str, str]:
@@ -386,36 +441,65 @@ def seed(
     folder: ModelFolder,
     source: Source,
     *,
+    fp16_copy: bool = False,
     free_space: FreeSpace = disk_free,
     out: TextIO | None = None,
 ) -> SeedReport:
-    """Make `folder` complete and verified from `source`, fetching only what is missing."""
+    """Make `folder` complete and verified from `source`, fetching only what is missing.
+
+    With `fp16_copy`, also derive model.fp16.safetensors from the weights; a complete
+    folder that only lacks it gets it without the source being contacted.
+    """
     out = out or sys.stdout
     report = SeedReport(folder)
-    if is_seeded(folder):
-        for rel in MODEL_FILES:
+    seeded = is_seeded(folder)
+    if seeded and (folder.weights_fp16.is_file() or not fp16_copy):
+        for rel in (*MODEL_FILES, *folder.optional_files()):
             report_present(report, rel, out)
         return report
 
+    to_fetch = [] if seeded else plan(folder, source, report, out)
+    fp16 = plan_fp16(folder, to_fetch, fp16_copy, report, out)
+    check_free_space(folder, [*to_fetch, *([fp16] if fp16 else [])], free_space)
+    staging = staging_dir(folder)
+    shutil.rmtree(staging, ignore_errors=True)  # left over by a run that was killed
+    try:
+        staging.mkdir(parents=True)
+        fetched = {file.target: fetch_verified(source.fetch, file, staging, report, out) for file in to_fetch}
+        if fp16 is not None:
+            derive = Fp16Copy(fetched.get(WEIGHTS, folder.weights)).fetch
+            fetched[FP16_WEIGHTS] = fetch_verified(derive, fp16, staging, report, out)
+        install(folder, fetched, staging, keep_fp16=FP16_WEIGHTS in report.present)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def plan(folder: ModelFolder, source: Source, report: SeedReport, out: TextIO) -> list[SourceFile]:
+    """The source's files that the folder lacks (or holds damaged); those it holds intact are reported present."""
     wanted = source.files()
     recorded = target_checksums(folder)
     keep = {file.target for file in wanted if is_present(folder, file, recorded)}
     if source.all_or_nothing and len(keep) < len(wanted):
         keep = set()
-    to_fetch = [file for file in wanted if file.target not in keep]
     for target in sorted(keep):
         report_present(report, target, out)
+    return [file for file in wanted if file.target not in keep]
 
-    check_free_space(folder, to_fetch, free_space)
-    staging = staging_dir(folder)
-    shutil.rmtree(staging, ignore_errors=True)  # left over by a run that was killed
-    try:
-        staging.mkdir(parents=True)
-        fetched = {file.target: fetch_verified(source, file, staging, report, out) for file in to_fetch}
-        install(folder, fetched, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return report
+
+def plan_fp16(
+    folder: ModelFolder, to_fetch: list[SourceFile], wanted: bool, report: SeedReport, out: TextIO
+) -> SourceFile | None:
+    """The fp16 copy to derive in this run, if any. A copy is kept only if recorded and made from the kept weights."""
+    weights = next((file for file in to_fetch if file.target == WEIGHTS), None)
+    copy = SourceFile(FP16_WEIGHTS, f"{WEIGHTS}, converted to fp16", None, None)
+    if weights is None and is_present(folder, copy, target_checksums(folder)):
+        report_present(report, FP16_WEIGHTS, out)
+        return None
+    if not wanted:
+        return None
+    fp32_bytes = folder.weights.stat().st_size if weights is None else weights.size or weights.size_hint
+    return SourceFile(copy.target, copy.origin, None, None, size_hint=fp32_bytes // 2 if fp32_bytes else None)
 
 
 def is_seeded(folder: ModelFolder) -> bool:
@@ -448,7 +532,7 @@ def check_free_space(folder: ModelFolder, to_fetch: list[SourceFile], free_space
     """Fail before fetching rather than fill the volume halfway through a multi-GB download."""
     if not to_fetch:
         return
-    payload = sum(UNKNOWN_SIZE_ALLOWANCE if file.size is None else file.size for file in to_fetch)
+    payload = sum(expected_size(file) for file in to_fetch)
     needed = payload + max(MIN_SPACE_MARGIN, payload // 20)
     where = existing_ancestor(folder.path)
     free = free_space(where)
@@ -457,6 +541,12 @@ def check_free_space(folder: ModelFolder, to_fetch: list[SourceFile], free_space
             f"not enough free space on {where}: need {needed} bytes ({format_size(needed)}: "
             f"{format_size(payload)} to fetch plus margin), only {free} bytes ({format_size(free)}) free"
         )
+
+
+def expected_size(file: SourceFile) -> int:
+    if file.size is not None:
+        return file.size
+    return UNKNOWN_SIZE_ALLOWANCE if file.size_hint is None else file.size_hint
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -472,14 +562,14 @@ def staging_dir(folder: ModelFolder) -> Path:
     return folder.path.parent / f".staging-{folder.name}"
 
 
-def fetch_verified(source: Source, file: SourceFile, staging: Path, report: SeedReport, out: TextIO) -> Path:
+def fetch_verified(fetch: Fetch, file: SourceFile, staging: Path, report: SeedReport, out: TextIO) -> Path:
     """Fetch (or write, for generated files) one file into staging and verify it there, before it is used."""
     if file.content is not None:
         path = staging / "generated" / file.target
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(file.content)
     else:
-        path = source.fetch(file, staging)
+        path = fetch(file, staging)
     verify(file, path)
     size = path.stat().st_size
     report.fetched.append(file.target)
@@ -502,13 +592,19 @@ def verify(file: SourceFile, path: Path) -> None:
         )
 
 
-def install(folder: ModelFolder, fetched: dict[str, Path], staging: Path) -> None:
-    """Move verified files into place and write SHA256SUMS last."""
+def install(folder: ModelFolder, fetched: dict[str, Path], staging: Path, *, keep_fp16: bool = False) -> None:
+    """Move verified files into place and write SHA256SUMS last.
+
+    An fp16 copy neither made nor verified in this run is removed: it may be of
+    other weights, and SHA256SUMS would otherwise vouch for it.
+    """
     if not folder.path.exists():
         install_new(folder, fetched, staging)
         return
     # Until the new record is written the folder must not look complete, even to a check that skips hashing.
     folder.checksums_file.unlink(missing_ok=True)
+    if not keep_fp16 and FP16_WEIGHTS not in fetched:
+        folder.weights_fp16.unlink(missing_ok=True)
     move_files(folder, fetched)
     folder.write_checksums()
 
@@ -552,6 +648,7 @@ class Request:
     volume: Volume
     name: str
     source: Source
+    fp16_copy: bool = False
 
     @property
     def folder(self) -> ModelFolder:
@@ -576,6 +673,17 @@ def build_parser() -> argparse.ArgumentParser:
         "optional DIR/SHA256SUMS) or a model folder of another volume",
     )
     parser.add_argument("--tiny", action="store_true", help="build the random-weight test model into models/tiny")
+    parser.add_argument(
+        "--random",
+        metavar="ARCH",
+        help="build a model with F5-TTS's architecture ARCH (e.g. F5TTS_v1_Base) and random weights of the real "
+        f"shapes into models/ARCH{RANDOM_SUFFIX} (or --model NAME), offline: for benchmarks; noise, not speech",
+    )
+    parser.add_argument(
+        "--fp16-copy",
+        action="store_true",
+        help=f"also write {FP16_WEIGHTS}, the weights in fp16: a GPU worker reads half the bytes",
+    )
     return parser
 
 
@@ -584,17 +692,27 @@ def resolve(args: argparse.Namespace) -> Request:
     if not args.volume.is_dir():
         raise UsageError(f"volume {args.volume} is not a directory (mount it, or create it for local use)")
     volume = Volume(args.volume)
-    if args.tiny:
-        if args.model not in (None, TINY_MODEL):
-            raise UsageError(f"--tiny always seeds models/{TINY_MODEL}; drop --model {args.model}")
-        if args.source is not None:
-            raise UsageError("--tiny builds the model locally; it cannot be combined with --from")
-    if args.tiny or (args.model == TINY_MODEL and args.source is None):
-        return Request(volume, TINY_MODEL, TinySource())
+    fp16 = bool(args.fp16_copy)
+    if args.tiny + (args.random is not None) + (args.source is not None) > 1:
+        raise UsageError("--tiny and --random build a model locally; combine neither with the other nor with --from")
+    if args.tiny and args.model not in (None, TINY_MODEL):
+        raise UsageError(f"--tiny always seeds models/{TINY_MODEL}; drop --model {args.model}")
+    if args.tiny or (args.model == TINY_MODEL and args.source is None and args.random is None):
+        return Request(volume, TINY_MODEL, RandomSource(TINY), fp16)
+    if args.random is not None:
+        return resolve_random(volume, args.random, args.model, fp16)
     if args.source is not None:
-        return resolve_from(volume, args.source, args.model)
+        return replace(resolve_from(volume, args.source, args.model), fp16_copy=fp16)
     name = args.model or DEFAULT_MODEL
-    return Request(volume, name, hub_source(volume, known_model(name, "the hub")))
+    return Request(volume, name, hub_source(volume, known_model(name, "the hub")), fp16)
+
+
+def resolve_random(volume: Volume, arch: str, name: str | None, fp16: bool) -> Request:
+    target = valid_name(name or f"{arch}{RANDOM_SUFFIX}")
+    try:
+        return Request(volume, target, RandomSource(random_model(arch, target)), fp16)
+    except SeedError as exc:
+        raise UsageError(f"--random {arch}: {exc}") from exc
 
 
 def resolve_from(volume: Volume, source: Path, name: str | None) -> Request:
@@ -649,7 +767,7 @@ def main(argv: list[str] | None = None, *, free_space: FreeSpace = disk_free) ->
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        report = seed(request.folder, request.source, free_space=free_space)
+        report = seed(request.folder, request.source, fp16_copy=request.fp16_copy, free_space=free_space)
     except SeedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seed a model onto the volume so the worker can run offline.
 
-    python scripts/seed_volume.py --volume PATH [--model F5TTS_v1_Base] [--from DIR] [--tiny]
+    python scripts/seed_volume.py --volume PATH [--model F5TTS_v1_Base] [--from DIR] [--tiny] [--fp16-copy]
+    python scripts/seed_volume.py --volume PATH --random F5TTS_v1_Base   # real shapes, random weights, offline
 
 All logic lives in `processor.seeding`; this wrapper only makes the repo importable
 when the script is run by path (no install step on the pod).

@@ -16,18 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from processor.model import build_tiny, load_model
+from processor.model import TINY, build_tiny, load_model
 from processor.seeding import (
     HUB_MODELS,
+    WEIGHTS,
     HubSource,
     MirrorSource,
+    RandomSource,
     SeedError,
     Source,
     SourceFile,
+    build_parser,
+    f5tts_model_yaml,
     main,
+    resolve,
     seed,
 )
-from processor.storage.volume import MODEL_FILES, ModelFolder, Volume, sha256_file
+from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, ModelFolder, Volume, sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 V1 = HUB_MODELS["F5TTS_v1_Base"]
@@ -332,3 +337,97 @@ def test_unknown_model_is_a_usage_error_naming_the_known_ones(
     err = capsys.readouterr().err
     assert "F5TTS_v1_Base" in err and "F5TTS_Base" in err
     assert leftovers(tmp_path) == []
+
+
+# --- random full-size models and the fp16 copy ---------------------------------------------
+
+
+def test_random_builds_f5tts_architecture_and_the_real_vocoder_config(tmp_path: Path) -> None:
+    """`--random` takes the arch from F5-TTS's own yaml; checked from config, without building 337 M weights."""
+    request = resolve(build_parser().parse_args(["--volume", str(tmp_path), "--random", "F5TTS_v1_Base"]))
+
+    assert request.name == "F5TTS_v1_Base-random"
+    assert isinstance(request.source, RandomSource)
+    config, vocoder = request.source.model.config, request.source.model.vocoder
+    assert config["arch"] == f5tts_model_yaml("F5TTS_v1_Base")["arch"]
+    assert config["random_weights"] is True
+    assert vocoder["backbone"]["init_args"] == {"input_channels": 100, "dim": 512, "intermediate_dim": 1536,
+                                                "num_layers": 8}
+    assert vocoder["head"]["init_args"] == {"dim": 512, "n_fft": 1024, "hop_length": 256, "padding": "same"}
+    assert vocoder["feature_extractor"]["init_args"] == {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256,
+                                                         "n_mels": 100, "padding": "center"}
+    named = resolve(build_parser().parse_args(["--volume", str(tmp_path), "--random", "F5TTS_v1_Base",
+                                               "--model", "bench", "--fp16-copy"]))
+    assert isinstance(named.source, RandomSource)
+    assert (named.name, named.fp16_copy, named.source.model.config["name"]) == ("bench", True, "bench")
+
+
+def test_random_full_size_checks_free_space_for_its_real_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The weights' size comes from the shapes (337 M fp32 parameters), before anything is built."""
+    assert main(["--volume", str(tmp_path), "--random", "F5TTS_v1_Base"], free_space=lambda _: 1000) == 1
+
+    needed = int(capsys.readouterr().err.split("need ")[1].split(" bytes")[0])
+    assert 337_000_000 * 4 < needed < 2 * 2**30  # the weights, four small files' allowance, the margin
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--random", "E2TTS_Base"], ["--random", "F5TTS_Huge"], ["--random", "F5TTS_v1_Base", "--tiny"],
+     ["--random", "F5TTS_v1_Base", "--from", "."]],
+    ids=["not-dit", "unknown", "with-tiny", "with-from"],
+)
+def test_random_usage_errors(tmp_path: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--volume", str(tmp_path), *args]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert leftovers(tmp_path) == []
+
+
+def fp16_recorded(folder: ModelFolder) -> bool:
+    return FP16_WEIGHTS in folder.recorded_checksums()
+
+
+def test_fp16_copy_is_added_to_a_seeded_folder_without_contacting_the_source(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    folder = Volume(tmp_path).model("tiny")
+    seed(folder, RandomSource(TINY))
+    assert not folder.weights_fp16.exists()
+
+    source = CountingSource(RandomSource(TINY))
+    report = seed(folder, source, fp16_copy=True)
+
+    assert source.fetched == [] and report.fetched == [FP16_WEIGHTS]
+    assert folder.is_complete() and fp16_recorded(folder)
+    fp32, fp16 = load_file(str(folder.weights)), load_file(str(folder.weights_fp16))
+    assert all(fp16[k].equal(v.half()) for k, v in fp32.items())
+    assert folder.weights_fp16.stat().st_size < folder.weights.stat().st_size * 0.6
+    assert seed(folder, source, fp16_copy=True).already_seeded
+    assert seed(folder, source).already_seeded and folder.weights_fp16.exists()  # kept: it matches the weights
+
+
+def test_fp16_copy_goes_when_the_weights_are_fetched_again_without_it(tmp_path: Path) -> None:
+    folder = Volume(tmp_path).model("tiny")
+    seed(folder, RandomSource(TINY), fp16_copy=True)
+    corrupt(folder.weights)
+
+    seed(folder, RandomSource(TINY))
+    assert folder.is_complete() and not folder.weights_fp16.exists() and not fp16_recorded(folder)
+
+    corrupt(folder.weights)
+    report = seed(folder, RandomSource(TINY), fp16_copy=True)
+    assert FP16_WEIGHTS in report.fetched and WEIGHTS in report.fetched
+    assert folder.is_complete() and fp16_recorded(folder)
+
+
+def test_an_unrecorded_fp16_file_makes_the_folder_incomplete(tmp_path: Path) -> None:
+    """SHA256SUMS must vouch for every file the loader may read, the optional one included."""
+    folder = Volume(tmp_path).model("tiny")
+    seed(folder, RandomSource(TINY))
+    shutil.copyfile(folder.weights, folder.weights_fp16)
+
+    assert folder.checksum_mismatches() == [FP16_WEIGHTS] and not folder.is_complete()
+    seed(folder, RandomSource(TINY))
+    assert folder.is_complete() and not folder.weights_fp16.exists()

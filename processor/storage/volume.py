@@ -3,6 +3,7 @@
 Layout (one folder per model, caches beside them)::
 
     <volume>/models/<name>/model.safetensors
+                          /model.fp16.safetensors   optional: the same weights in fp16, for GPUs
                           /vocab.txt
                           /config.json        backbone, arch and mel settings
                           /vocos/config.yaml
@@ -32,6 +33,10 @@ MODEL_FILES = (
     "vocos/config.yaml",
     "vocos/pytorch_model.bin",
 )
+# Derived from model.safetensors by the seed script on request (`--fp16-copy`): exactly its
+# tensors in fp16, what a GPU computes with, so a GPU worker reads half the bytes.
+FP16_WEIGHTS = "model.fp16.safetensors"
+OPTIONAL_FILES = (FP16_WEIGHTS,)
 CHECKSUMS_FILE = "SHA256SUMS"
 
 
@@ -61,6 +66,10 @@ class ModelFolder:
     @property
     def weights(self) -> Path:
         return self.path / "model.safetensors"
+
+    @property
+    def weights_fp16(self) -> Path:
+        return self.path / FP16_WEIGHTS
 
     @property
     def vocab(self) -> Path:
@@ -96,18 +105,23 @@ class ModelFolder:
                 sums[parts[1].lstrip("*")] = parts[0]
         return sums
 
+    def optional_files(self, *, recorded: bool = False) -> list[str]:
+        """Optional files present (or, with `recorded`, also those SHA256SUMS lists: then they must be present)."""
+        listed = self.recorded_checksums() if recorded else {}
+        return [rel for rel in OPTIONAL_FILES if (self.path / rel).is_file() or rel in listed]
+
     def write_checksums(self) -> dict[str, str]:
-        sums = {rel: sha256_file(self.path / rel) for rel in MODEL_FILES}
+        sums = {rel: sha256_file(self.path / rel) for rel in (*MODEL_FILES, *self.optional_files())}
         tmp = self.checksums_file.with_suffix(".tmp")
         tmp.write_text("".join(f"{digest}  {rel}\n" for rel, digest in sums.items()))
         os.replace(tmp, self.checksums_file)
         return sums
 
     def checksum_mismatches(self) -> list[str]:
-        """Files whose content differs from `SHA256SUMS` (or that it does not list)."""
+        """Files whose content differs from `SHA256SUMS` (or that it does not list, or that it lists but are gone)."""
         recorded = self.recorded_checksums()
         bad = []
-        for rel in MODEL_FILES:
+        for rel in (*MODEL_FILES, *self.optional_files(recorded=True)):
             file = self.path / rel
             if rel not in recorded or not file.is_file() or sha256_file(file) != recorded[rel]:
                 bad.append(rel)
