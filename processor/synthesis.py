@@ -2,11 +2,12 @@
 
 The steps reproduce F5-TTS 1.1.22's `infer_process` / `infer_batch_process`
 (f5_tts/infer/utils_infer.py): the same text chunking, duration estimate,
-loudness normalisation, resampling, sampling call and cross-fade, so the audio
-equals F5-TTS's own for the same seed. Two deliberate differences: chunks are
-sampled one after another (upstream runs them in threads that draw noise from
-the shared global generator in whatever order they start), and nothing is
-printed.
+loudness normalisation, resampling, sampling steps and cross-fade, so the audio
+equals F5-TTS's own for the same seed. Deliberate differences: chunks are
+sampled one call after another (upstream runs them in threads that draw noise
+from the shared global generator in whatever order they start), each request's
+noise comes from its own generator (the same numbers `seed_everything` gives),
+chunks of several requests may share a sampling call, and nothing is printed.
 """
 
 from __future__ import annotations
@@ -14,17 +15,29 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from processor.audio import VoicePrompt
-from processor.errors import PermanentError, TextUnusable, TransientError
+from processor.errors import F5BatchError, PermanentError, TextUnusable, TransientError
 from processor.model import LoadedModel
+from processor.sampling import (
+    BatchLimit,
+    SamplingItem,
+    SamplingSettings,
+    bucket_size,
+    clamp_duration,
+    mask_padding,
+    sample,
+)
 
 TARGET_RMS = 0.1
 MAX_PROMPT_S = 22  # reference + chunk must stay under this (F5-TTS's training length)
+VOICE_CACHE = 32  # voices whose features stay on the device; a prompt's mel is ~100 KB in fp16
 
 _SENTENCE_END = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
 
@@ -50,8 +63,11 @@ def check_deadline(deadline: float | None) -> None:
 class Synthesizer(Protocol):
     model_name: str
     sample_rate: int
+    max_batch: int  # requests the worker may hand to one synthesize_batch call; 1 = no cross-job batching
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray: ...
+
+    def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | F5BatchError]: ...
 
 
 def chunk_text(text: str, max_chars: int = 135) -> list[str]:
@@ -92,46 +108,109 @@ def cross_fade(waves: list[np.ndarray], seconds: float, sample_rate: int) -> np.
     return final
 
 
-class F5Synthesizer:
-    """Synthesizes with one model, one request at a time.
+@dataclass(frozen=True)
+class _Reference:
+    """A voice turned into what sampling needs, on the model's device."""
 
-    The lock matters: sampling draws from torch's global generator, seeded per
-    request, so two requests interleaving would change each other's audio.
+    mel: Any  # (frames, mels) in the model's dtype
+    frames: int  # samples // hop: F5-TTS's duration estimate and cut point use this, not the mel's length
+    rms: Any  # the clip's loudness before normalisation; quiet voices give quiet speech
+
+
+@dataclass(eq=False)
+class _Job:
+    """A request in flight: one sampling item per text chunk, and their waves as calls return them."""
+
+    request: SynthesisRequest
+    reference: _Reference
+    items: list[SamplingItem]
+    waves: list[np.ndarray | None]
+    error: F5BatchError | None = None
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    job: _Job
+    index: int
+
+    @property
+    def item(self) -> SamplingItem:
+        return self.job.items[self.index]
+
+
+class F5Synthesizer:
+    """Synthesizes with one model; chunks of several requests may share a sampling call.
+
+    `max_batch` is both the number of requests the worker may hand to one
+    `synthesize_batch` call and the most text chunks one sampling call takes
+    (fewer where `memory_fraction` of the accelerator's free memory does not
+    hold them, or a past out-of-memory says so). With 1, every chunk is
+    sampled alone exactly as F5-TTS's `infer_process` does.
+    Above 1, the transformer's attention masks padding, so an item of a batch
+    equals its single run up to float rounding. Each request's noise comes from
+    its own generator, drawn in chunk order as F5-TTS draws it from the global
+    one after `seed_everything(seed)`, so batching never changes which noise an
+    item gets. The lock keeps one sampling call at a time on the model.
     """
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, *, max_batch: int = 1, memory_fraction: float = 0.8) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.model = model
         self.model_name = model.name
         self.sample_rate = model.sample_rate
+        self.max_batch = max_batch
+        self.limit = BatchLimit(model.cfm, max_batch, memory_fraction)
         self._lock = threading.Lock()
         self._deadline: float | None = None
-        # Checked before every transformer forward (each sampling step), so a stuck job stops within a step.
+        self._references: OrderedDict[str, _Reference] = OrderedDict()
+        # Checked before every transformer forward (each sampling step), so a stuck call stops within a step.
         model.cfm.transformer.register_forward_pre_hook(lambda module, args: check_deadline(self._deadline))
+        if max_batch > 1:
+            mask_padding(model.cfm.transformer)
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray:
+        outcome = self.synthesize_batch([request])[0]
+        if isinstance(outcome, F5BatchError):
+            raise outcome
+        return outcome
+
+    def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | F5BatchError]:
+        """One outcome per request, in order: its audio, or the error that failed it alone."""
         import torch
 
-        chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed))
-        if not chunks:
-            raise TextUnusable("text has nothing to speak once split into sentences")
-        with self._lock:
-            reference, rms = self._reference_audio(request.voice)
-            torch.manual_seed(request.seed)
-            self._deadline = request.deadline
-            try:
-                waves = [self._sample_chunk(reference, rms, request, chunk) for chunk in chunks]
-            except torch.OutOfMemoryError as exc:
-                raise TransientError("accelerator out of memory", code="out_of_memory") from exc
-            finally:
-                self._deadline = None
-                # CFM.sample clears the text-embedding cache only when it completes; after an
-                # abort (time limit, out of memory) a stale cache would poison the next job.
-                self.model.cfm.transformer.clear_cache()
-        if request.cross_fade <= 0:
-            return np.concatenate(waves)
-        return cross_fade(waves, request.cross_fade, self.sample_rate)
+        with self._lock, torch.inference_mode():
+            jobs = [self._job(request) for request in requests]
+            live = [job for job in jobs if isinstance(job, _Job)]
+            for settings, chunks in _by_settings(live).items():
+                self._sample_all(chunks, settings)
+            return [job if isinstance(job, F5BatchError) else self._finish(job) for job in jobs]
 
-    def _reference_audio(self, voice: VoicePrompt) -> tuple[Any, Any]:
+    def _job(self, request: SynthesisRequest) -> _Job | F5BatchError:
+        try:
+            chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed))
+            if not chunks:
+                raise TextUnusable("text has nothing to speak once split into sentences")
+            reference = self._reference(request.voice)
+            items = self._items(reference, request, chunks)
+        except Exception as exc:  # a request that cannot be prepared fails alone
+            return _failure(exc)
+        return _Job(request, reference, items, [None] * len(items))
+
+    def _reference(self, voice: VoicePrompt) -> _Reference:
+        """A voice's features, from the cache when this clip was used before (keyed by `voice.key`)."""
+        cached = self._references.get(voice.key) if voice.key else None
+        if cached is not None:
+            self._references.move_to_end(voice.key)
+            return cached
+        reference = self._reference_features(voice)
+        if voice.key:
+            self._references[voice.key] = reference
+            if len(self._references) > VOICE_CACHE:
+                self._references.popitem(last=False)
+        return reference
+
+    def _reference_features(self, voice: VoicePrompt) -> _Reference:
         import torch
         import torchaudio
 
@@ -143,34 +222,139 @@ class F5Synthesizer:
             audio = audio * TARGET_RMS / rms
         if voice.sample_rate != self.sample_rate:
             audio = torchaudio.transforms.Resample(voice.sample_rate, self.sample_rate)(audio)
-        return audio.to(self.model.device), rms
+        audio = audio.to(self.model.device)
+        cfm = self.model.cfm
+        mel = cfm.mel_spec(audio).permute(0, 2, 1).to(next(cfm.parameters()).dtype)[0]
+        return _Reference(mel=mel, frames=audio.shape[-1] // self.model.hop_length, rms=rms)
 
-    def _sample_chunk(self, reference: Any, rms: Any, request: SynthesisRequest, chunk: str) -> np.ndarray:
+    def _items(self, reference: _Reference, request: SynthesisRequest, chunks: list[str]) -> list[SamplingItem]:
+        """Tokens, length and noise per chunk; the noise drawn in chunk order from the request's own seed."""
         import torch
         from f5_tts.model.utils import convert_char_to_pinyin
 
+        cfm = self.model.cfm
         voice_text = request.voice.text
         if len(voice_text[-1].encode("utf-8")) == 1:
             voice_text = voice_text + " "
-        # F5-TTS slows very short chunks down so that they are not swallowed.
-        speed = 0.3 if len(chunk.encode("utf-8")) < 10 else request.speed
-        hop = self.model.hop_length
-        reference_frames = reference.shape[-1] // hop
-        duration = reference_frames + int(
-            reference_frames / len(voice_text.encode("utf-8")) * len(chunk.encode("utf-8")) / speed
-        )
-        with torch.inference_mode():
-            generated, _ = self.model.cfm.sample(
-                cond=reference,
-                text=convert_char_to_pinyin([voice_text + chunk]),
-                duration=duration,
-                steps=request.nfe_step,
-                cfg_strength=request.cfg_strength,
-                sway_sampling_coef=request.sway_sampling_coef,
+        generator = torch.Generator(device=cfm.device).manual_seed(request.seed)
+        items = []
+        for chunk in chunks:
+            # F5-TTS slows very short chunks down so that they are not swallowed.
+            speed = 0.3 if len(chunk.encode("utf-8")) < 10 else request.speed
+            estimate = reference.frames + int(
+                reference.frames / len(voice_text.encode("utf-8")) * len(chunk.encode("utf-8")) / speed
             )
-            mel = generated.to(torch.float32)[:, reference_frames:, :].permute(0, 2, 1)
-            wave = self.model.vocoder.decode(mel)
-            if rms < TARGET_RMS:
-                wave = wave * rms / TARGET_RMS
-            result: np.ndarray = wave.squeeze().cpu().numpy()
+            tokens = convert_char_to_pinyin([voice_text + chunk])[0]
+            duration = clamp_duration(estimate, len(tokens), reference.mel.shape[0])
+            noise = torch.randn(duration, cfm.num_channels, generator=generator, device=cfm.device,
+                                dtype=reference.mel.dtype)
+            items.append(SamplingItem(cond=reference.mel, tokens=tokens, duration=duration, noise=noise))
+        return items
+
+    def _sample_all(self, chunks: list[_Chunk], settings: SamplingSettings) -> None:
+        """Longest first, in calls of similar lengths; a call that runs out of memory is retried in halves."""
+        pending = sorted(chunks, key=lambda chunk: chunk.item.duration, reverse=True)
+        while pending:
+            _expire(_jobs_of(pending))
+            pending = [chunk for chunk in pending if chunk.job.error is None]
+            if not pending:
+                return
+            cap = self.limit.items(pending[0].item.duration, settings.steps)
+            size = bucket_size([chunk.item.duration for chunk in pending], cap)
+            call, pending = pending[:size], pending[size:]
+            if not self._sample_call(call, settings):
+                pending = call + pending
+
+    def _sample_call(self, call: list[_Chunk], settings: SamplingSettings) -> bool:
+        """Sample and decode one call; False when it ran out of memory and should be retried smaller."""
+        import torch
+
+        try:
+            self._sample_and_decode(call, settings)
+            self.limit.fitted()
+            return True
+        except torch.OutOfMemoryError:
+            pass  # handled below, once the exception no longer holds the failed call's tensors
+        if self.model.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        if len(call) > 1:
+            self.limit.ran_out(call[0].item.duration, settings.steps, len(call))
+            return False
+        call[0].job.error = TransientError("accelerator out of memory", code="out_of_memory")
+        return True
+
+    def _sample_and_decode(self, call: list[_Chunk], settings: SamplingSettings) -> None:
+        jobs = _jobs_of(call)
+        deadlines = [job.request.deadline for job in jobs]
+        # No request is cut before its own limit: the call stops only once the latest one has passed.
+        self._deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        try:
+            mels = sample(self.model.cfm, [chunk.item for chunk in call], settings)
+        except PermanentError as exc:
+            if exc.code != "job_timeout":
+                raise
+            for job in jobs:
+                job.error = exc
+            return
+        finally:
+            self._deadline = None
+        for chunk, mel in zip(call, mels, strict=True):
+            chunk.job.waves[chunk.index] = self._decode(chunk.job.reference, mel)
+        _expire(jobs)
+
+    def _decode(self, reference: _Reference, mel: Any) -> np.ndarray:
+        """The vocoder on one item, trimmed to its own length: its convolutions must not see another's padding."""
+        import torch
+
+        generated = mel.unsqueeze(0).to(torch.float32)[:, reference.frames :, :].permute(0, 2, 1)
+        wave = self.model.vocoder.decode(generated)
+        if reference.rms < TARGET_RMS:
+            wave = wave * reference.rms / TARGET_RMS
+        result: np.ndarray = wave.squeeze().cpu().numpy()
         return result
+
+    def _finish(self, job: _Job) -> np.ndarray | F5BatchError:
+        if job.error is not None:
+            return job.error
+        waves = [wave for wave in job.waves if wave is not None]
+        if job.request.cross_fade <= 0:
+            return np.concatenate(waves)
+        return cross_fade(waves, job.request.cross_fade, self.sample_rate)
+
+
+def _by_settings(jobs: list[_Job]) -> dict[SamplingSettings, list[_Chunk]]:
+    """Chunks of any requests may share a call when their sampling settings are equal."""
+    groups: dict[SamplingSettings, list[_Chunk]] = {}
+    for job in jobs:
+        request = job.request
+        settings = SamplingSettings(request.nfe_step, request.cfg_strength, request.sway_sampling_coef)
+        groups.setdefault(settings, []).extend(_Chunk(job, index) for index in range(len(job.items)))
+    return groups
+
+
+def _jobs_of(chunks: Iterable[_Chunk]) -> list[_Job]:
+    return list(dict.fromkeys(chunk.job for chunk in chunks))
+
+
+def _expire(jobs: Iterable[_Job]) -> None:
+    """Requests past their own time limit fail now, and take no more sampling."""
+    for job in jobs:
+        if job.error is None:
+            try:
+                check_deadline(job.request.deadline)
+            except PermanentError as exc:
+                job.error = exc
+
+
+def _failure(exc: Exception) -> F5BatchError:
+    import torch
+
+    if isinstance(exc, F5BatchError):
+        return exc
+    error: F5BatchError
+    if isinstance(exc, torch.OutOfMemoryError):
+        error = TransientError("accelerator out of memory", code="out_of_memory")
+    else:
+        error = F5BatchError(f"unexpected error: {exc!r}")
+    error.__cause__ = exc
+    return error

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.audio import normalize_voice_text
+from processor.storage.volume import ModelFolder
 from processor.synthesis import chunk_text, cross_fade
 
 from f5_tts_oracle import upstream
@@ -45,3 +48,32 @@ def test_cross_fade_overlaps_chunks() -> None:
     assert joined[759] == 1.0 and joined[1000] == 0.0
     assert np.all(np.diff(joined[760:1000]) <= 0)
     assert len(cross_fade([a, b], seconds=1.0, sample_rate=24000)) == 1000  # overlap capped at the shorter
+
+
+@pytest.fixture(scope="module")
+def cfm(tiny_model: ModelFolder) -> Any:
+    from processor.model import load_model
+
+    return load_model(tiny_model, "cpu").cfm
+
+
+@pytest.mark.parametrize(("steps", "cfg_strength", "sway"), [(4, 2.0, -1.0), (7, 0.0, 0.5), (16, 1.0, -0.3)])
+def test_sampling_loop_equals_cfm_sample(cfm: Any, steps: int, cfg_strength: float, sway: float) -> None:
+    """One item through processor.sampling gives CFM.sample's mel bit for bit, the noise drawn as it draws it."""
+    import torch
+    from f5_tts.model.utils import convert_char_to_pinyin
+
+    from processor.sampling import SamplingItem, SamplingSettings, clamp_duration, sample
+
+    # Noise, not a pure tone: a tone drives the random tiny model into denormal floats (100x slower on CPU).
+    audio = torch.randn(1, 3 * 24000, generator=torch.Generator().manual_seed(3)) * 0.1
+    text = convert_char_to_pinyin(["Some reference words. And what to say next."])
+    with torch.inference_mode():
+        torch.manual_seed(11)
+        expected, _ = cfm.sample(cond=audio, text=text, duration=400, steps=steps, cfg_strength=cfg_strength,
+                                 sway_sampling_coef=sway)
+        mel = cfm.mel_spec(audio).permute(0, 2, 1)[0]
+        duration = clamp_duration(400, len(text[0]), mel.shape[0])
+        noise = torch.randn(duration, cfm.num_channels, generator=torch.Generator().manual_seed(11))
+        got = sample(cfm, [SamplingItem(mel, text[0], duration, noise)], SamplingSettings(steps, cfg_strength, sway))
+    assert torch.equal(got[0], expected[0])
