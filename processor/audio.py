@@ -48,13 +48,14 @@ class VoicePrompt:
     samples: np.ndarray
     sample_rate: int
     text: str
+    key: str = ""  # identity of the clip, its transcript and the preparation; "" when unknown (never cached)
 
     @property
     def duration_s(self) -> float:
         return float(self.samples.shape[-1]) / self.sample_rate
 
 
-def prepare_voice(path: Path, voice_text: str, workdir: Path) -> VoicePrompt:
+def prepare_voice(path: Path, voice_text: str, workdir: Path, key: str = "") -> VoicePrompt:
     """Clip to ~12 s on silences, trim the edges, append 50 ms of silence; fix the transcript's ending."""
     from pydub import AudioSegment, silence
 
@@ -72,7 +73,7 @@ def prepare_voice(path: Path, voice_text: str, workdir: Path) -> VoicePrompt:
     if samples.shape[0] < MIN_VOICE_S * rate or not np.isfinite(samples).all() or not np.any(samples):
         raise VoiceUnreadable("voice clip is silent or too short once its silences are trimmed")
     samples = np.ascontiguousarray(samples.T)
-    return VoicePrompt(samples=samples, sample_rate=int(rate), text=normalize_voice_text(voice_text))
+    return VoicePrompt(samples=samples, sample_rate=int(rate), text=normalize_voice_text(voice_text), key=key)
 
 
 def load_voice(path: Path, workdir: Path) -> Any:

@@ -64,5 +64,8 @@ class Outbox(Protocol):
 
 
 class VoiceSource(Protocol):
+    def identity(self, ref: str) -> str:
+        """A cheap tag that changes whenever the clip `ref` does (S3 ETag, file size and mtime)."""
+
     def fetch(self, ref: str, dest_dir: Path) -> Path:
         """Copy the voice clip `ref` into `dest_dir`; raise VoiceNotFound if there is none."""

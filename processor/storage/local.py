@@ -199,6 +199,14 @@ class LocalVoices:
     root: Path
     max_bytes: int = 50 * 2**20
 
+    def identity(self, ref: str) -> str:
+        path = self.resolve(ref)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}") from exc
+        return f"file://{path.resolve()}#{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
     def fetch(self, ref: str, dest_dir: Path) -> Path:
         path = self.resolve(ref)
         if not path.is_file():

@@ -116,19 +116,27 @@ class S3Voices:
     cache: VoiceCache
     retry: CallRetry
 
+    def identity(self, ref: str) -> str:
+        bucket, key, etag = self._locate(ref)
+        return f"s3://{bucket}/{key}#{etag}"
+
     def fetch(self, ref: str, dest_dir: Path) -> Path:
-        bucket, key = self.resolve(ref)
-        head = self._head(bucket, key, ref)
-        size, etag = int(head["ContentLength"]), str(head["ETag"]).strip('"')
-        if size > self.max_bytes:
-            raise PermanentError(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes}",
-                                 code="voice_too_large")
+        bucket, key, etag = self._locate(ref)
         dest = dest_dir / f"voice{PurePosixPath(key).suffix}"
         if self.cache.copy_to(bucket, key, etag, dest):
             return dest
         self._download(bucket, key, etag, dest, ref)
         self.cache.add(bucket, key, etag, dest)
         return dest
+
+    def _locate(self, ref: str) -> tuple[str, str, str]:
+        bucket, key = self.resolve(ref)
+        head = self._head(bucket, key, ref)
+        size, etag = int(head["ContentLength"]), str(head["ETag"]).strip('"')
+        if size > self.max_bytes:
+            raise PermanentError(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes}",
+                                 code="voice_too_large")
+        return bucket, key, etag
 
     def resolve(self, ref: str) -> tuple[str, str]:
         if ref.startswith("s3://"):
