@@ -97,16 +97,23 @@ def load_synthesizer(settings: Settings) -> Synthesizer:
 
     model = load_model(volume.model(settings.model), settings.device)
     logger.info(
-        f"model {model.name} loaded on {model.device}",
-        extra={"stage": "startup", "model": model.name, "device": model.device, "dtype": str(model.dtype)},
+        f"model {model.name} loaded on {model.device} in {model.timings.total_s:.1f} s",
+        extra={"stage": "startup", "model": model.name, "device": model.device, "dtype": str(model.dtype),
+               **model.timings.as_dict()},
     )
     if model.random_weights:
         logger.warning(f"model {model.name} has random weights: it produces noise, not speech",
                        extra={"stage": "startup"})
-    return F5Synthesizer(model)
+    return F5Synthesizer(model, max_batch=settings.max_batch or default_max_batch(model.device))
 
 
-def build_worker(settings: Settings) -> Worker:
+def default_max_batch(device: str) -> int:
+    """On CPU a batch is slower than its items one by one (see the README's benchmarks); a GPU is mostly idle at 1."""
+    return 16 if device.startswith("cuda") else 1
+
+
+def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> Worker:
+    """The worker `settings` describe; `synthesizer` reuses a loaded model (benchmarks build several workers)."""
     identity = worker_identity()
     workdir = WorkDir(settings.processing_dir, identity)
     workdir.prepare()
@@ -115,11 +122,13 @@ def build_worker(settings: Settings) -> Worker:
         inbox=storage.inbox,
         outbox=storage.outbox,
         voices=storage.voices,
-        synthesizer=load_synthesizer(settings),
+        synthesizer=synthesizer or load_synthesizer(settings),
         workdir=workdir,
         retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
         identity=identity,
         heartbeat_s=settings.lease_s / 3,
         job_timeout_s=settings.job_timeout_s,
         min_free_bytes=settings.processing_min_free_bytes,
+        prefetch=settings.prefetch,
+        lease_s=settings.lease_s,
     )

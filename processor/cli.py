@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N (F5B_DEVICE)")
     run.add_argument("--processing-dir", type=Path, help="scratch folder for job files (F5B_PROCESSING_DIR)")
     run.add_argument("--log-format", choices=["json", "text"], help="log lines as JSON or text (F5B_LOG_FORMAT)")
+    run.add_argument("--max-batch", type=int, help="jobs per synthesis call, 0: auto (F5B_MAX_BATCH)")
+    run.add_argument("--prefetch", type=int, help="jobs made ready ahead of synthesis (F5B_PREFETCH)")
     run.add_argument("--once", action="store_true", help="process what is in the inbox, then exit")
 
     submit = commands.add_parser("submit", help="validate manifests and drop them (and their voices) into the inbox")
@@ -67,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format")
+    names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format",
+             "max_batch", "prefetch")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return Settings(**overrides)
 

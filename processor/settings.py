@@ -59,4 +59,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         25.0, ge=0.0, description="On SIGTERM, time to finish the job in hand before releasing it and exiting."
     )
+    prefetch: int = Field(
+        2, ge=0, le=64, description="Jobs claimed and made ready ahead of the ones synthesizing (bounded by the lease)."
+    )
+    max_batch: int = Field(
+        0, ge=0, le=256, description="Jobs per synthesis call; 0: 1 on CPU, 16 on a GPU (fewer if memory is short)."
+    )
     log_format: Literal["json", "text"] = Field("json", description="json: one object per line; text: for people.")

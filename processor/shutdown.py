@@ -37,11 +37,14 @@ class Shutdown:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
-    def set_idle(self, idle: bool) -> None:
-        """Idle: waiting for work, nothing to finish. A signal then ends the wait at once."""
+    def set_idle(self, idle: bool, *, interrupt: bool = True) -> None:
+        """Idle: waiting for work, nothing to finish. A signal then ends the wait at once.
+
+        `interrupt=False` is for threads other than the waiting one: it marks the state only.
+        """
         if idle:
             self._idle.set()
-            if self.requested.is_set():
+            if interrupt and self.requested.is_set():
                 raise ShutdownRequested
         else:
             self._idle.clear()

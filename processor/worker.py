@@ -1,30 +1,42 @@
-"""A job's life: claim → read manifest → fetch voice → synthesize → write outputs → ack."""
+"""A job's life: claim → read manifest → fetch voice → synthesize → write outputs → ack.
+
+The steps run in three stages (see `pipeline.py`), so that the next jobs' voices
+are fetched and the previous jobs' audio uploaded while one synthesizes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from processor.audio import encode, prepare_voice, remove_silence
+from processor.audio import VoicePrompt, encode, prepare_voice, remove_silence
 from processor.errors import F5BatchError, PermanentError, TransientError
 from processor.heartbeat import Heartbeat
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
+from processor.pipeline import Pipeline
 from processor.results import ErrorInfo, Result, Timings, job_key
 from processor.shutdown import Shutdown, ShutdownRequested
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.workdir import WorkDir
 from processor.synthesis import SynthesisRequest, Synthesizer, check_deadline
+from processor.voices import PreparedVoices, voice_key
 
 SKIP = "skip"  # a result exists: acknowledge without running
 REDELIVER = "redeliver"  # transient failure with deliveries left: let the source deliver it again
+PUT_BACK = "put_back"  # claimed but not started when the worker was told to stop: release it at once
+Outcome = Result | str
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,12 @@ class Job:
     attempts: int = 0
     started: float = field(default_factory=time.monotonic)
     deadline: float | None = None
+    scratch: Path | None = None
+    request: SynthesisRequest | None = None
+    wave: np.ndarray | None = None
+    outcome: Outcome | None = None
+    heartbeat: Heartbeat | None = None
+    unregister: Callable[[], None] = lambda: None
 
     @property
     def id(self) -> str:
@@ -60,6 +78,13 @@ class Job:
 
 @dataclass
 class Worker:
+    """A job's life, over the three stages of `pipeline.py`:
+
+    intake  `_intake`:     claim → manifest → voice (fetched once per voice, see `voices.py`)
+    synth   `_synthesize`: the ready jobs, `synthesizer.max_batch` at a time
+    output  `_complete`:   audio → log → result (written last) → ack
+    """
+
     inbox: Inbox
     outbox: Outbox
     voices: VoiceSource
@@ -70,136 +95,223 @@ class Worker:
     heartbeat_s: float = 60.0
     job_timeout_s: float = 1800.0
     min_free_bytes: int = 0
+    prefetch: int = 2
+    lease_s: float = 300.0
+    prepared: PreparedVoices = field(default_factory=PreparedVoices)
 
     def run(self, *, once: bool, shutdown: Shutdown | None = None) -> int:
-        """Process manifests until the inbox is empty (`once`), forever, or a stop signal; returns jobs handled."""
+        """Process manifests until the inbox is empty (`once`), forever, or a stop signal; returns jobs taken."""
         shutdown = shutdown or Shutdown(grace_s=0)
-        handled = 0
+        taken = 0
         leases = self.inbox.leases(once=once, stop=shutdown.requested)
+        pipeline = Pipeline(self._synthesize, self._complete, self._put_back, shutdown,
+                            max_batch=self.synthesizer.max_batch, prefetch=self.prefetch, lease_s=self.lease_s)
         try:
-            while not shutdown.requested.is_set():
-                shutdown.set_idle(True)
-                lease = next(leases, None)
-                shutdown.set_idle(False)
-                if lease is None:
-                    break
-                if shutdown.requested.is_set():
-                    lease.release()
-                    break
-                unregister = shutdown.on_abandon(lease.release)
-                try:
-                    self.process(lease)
-                finally:
-                    unregister()
-                handled += 1
+            with pipeline:
+                while pipeline.wait_for_room():
+                    in_flight = pipeline.held
+                    lease = pipeline.next_lease(leases)
+                    if lease is None and once and in_flight:
+                        # A job in flight while the inbox looked empty may have gone back to it: look again.
+                        pipeline.drain()
+                        leases = self.inbox.leases(once=once, stop=shutdown.requested)
+                        continue
+                    if lease is None:
+                        break
+                    if shutdown.requested.is_set():
+                        lease.release()
+                        break
+                    self._intake(lease, pipeline, shutdown)
+                    taken += 1
         except ShutdownRequested:
             pass
         finally:
-            shutdown.cancel()
             leases.close()  # releases what the source claimed but did not hand out
-        return handled
+            shutdown.cancel()
+        return taken
 
-    def process(self, lease: Lease) -> Result | None:
-        """The job's life: run it while a heartbeat keeps the lease, then record the outcome and end the lease."""
+    def _intake(self, lease: Lease, pipeline: Pipeline[Job], shutdown: Shutdown) -> None:
+        """Claim: keep the lease alive from now on, and make the job ready for synthesis."""
         job = Job(lease, JobLog(safe_id(lease.name)))
         job.log.event("claimed", f"claimed manifest {printable(lease.name, 1024)}")
-        with Heartbeat(lease, self.heartbeat_s):
-            outcome = self._run(job)
-        # The heartbeat has stopped: from here on, only this thread touches the lease.
-        if outcome == SKIP:
-            lease.ack()
-            return None
-        if outcome == REDELIVER:
-            lease.retry_later()
-            return None
-        assert isinstance(outcome, Result)
-        self._finish(job, outcome)
-        return outcome
+        job.heartbeat = Heartbeat(lease, self.heartbeat_s).start()
+        job.unregister = shutdown.on_abandon(lease.release)
+        pipeline.hold()
+        self._guarded(job, self._prepare)
+        if job.outcome is None:
+            pipeline.to_synthesis(job)
+        else:
+            pipeline.to_output(job)
 
-    def _run(self, job: Job) -> Result | str:
+    def _prepare(self, job: Job) -> None:
+        job.body = job.lease.body
+        job.manifest = parse_manifest(job.body, job.lease.name)
+        job.log.job = job.id
+        if self.outbox.exists(job_key(job.id, "result.json")):
+            job.log.event("skipped", "a result for this id exists already; not running it again")
+            job.outcome = SKIP
+            return
+        job.deadline = job.started + self.job_timeout_s
+        job.request = self._retried(job, self._fetch_voice)
+
+    def _synthesize(self, jobs: list[Job]) -> None:
+        """One call to the synthesizer for all ready jobs; a job that fails fails alone."""
+        started = time.monotonic()
+        requests = [self._start_clock(job, started) for job in jobs]
         try:
-            job.body = job.lease.body
-            job.manifest = parse_manifest(job.body, job.lease.name)
-            job.log.job = job.id
-            if self.outbox.exists(job_key(job.id, "result.json")):
-                job.log.event("skipped", "a result for this id exists already; not running it again")
-                return SKIP
-            return self._result(job, produced=self._attempts(job))
+            outcomes: list[np.ndarray | F5BatchError] = self.synthesizer.synthesize_batch(requests)
+        except Exception as exc:  # a bug in the batch: every job of it fails alone in _guarded
+            outcomes = [F5BatchError(f"unexpected error: {exc!r}")] * len(requests)
+        seconds = time.monotonic() - started
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            job.timings.synth += seconds
+            self._guarded(job, partial(self._synthesized, outcome=outcome, batch=len(jobs)))
+
+    def _start_clock(self, job: Job, now: float) -> SynthesisRequest:
+        """The time limit counts the job's own work (its fetch, from now on), not its wait for a free synthesizer."""
+        assert job.request is not None
+        job.deadline = now + self.job_timeout_s - job.timings.fetch
+        job.request = replace(job.request, deadline=job.deadline)
+        return job.request
+
+    def _synthesized(self, job: Job, outcome: np.ndarray | F5BatchError, batch: int) -> None:
+        if isinstance(outcome, TransientError):  # e.g. out of memory even alone: retried alone, with backoff
+            job.attempts = max(job.attempts, 1)
+            if self.retry.max_attempts <= job.attempts:
+                raise outcome
+            job.log.event("retry", f"transient failure, retrying: {outcome}", logging.WARNING, attempt=job.attempts)
+            self._retried(job, self._synthesize_alone, used=job.attempts)
+        elif isinstance(outcome, F5BatchError):
+            raise outcome
+        else:
+            self._finish_wave(job, outcome, batch)
+
+    def _synthesize_alone(self, job: Job) -> None:
+        assert job.request is not None
+        with _timed(job.timings, "synth"):
+            wave = self.synthesizer.synthesize(job.request)
+        self._finish_wave(job, wave, 1)
+
+    def _complete(self, job: Job) -> None:
+        """Write the audio, then end the lease by the job's outcome; runs whatever happened before."""
+        try:
+            if job.outcome is None:
+                self._guarded(job, self._write)
+        finally:
+            if job.heartbeat is not None:
+                job.heartbeat.stop()  # from here on, only this thread touches the lease
+            if job.scratch is not None:
+                self.workdir.remove(job.scratch)
+            job.unregister()
+        self._end_lease(job)
+
+    def _end_lease(self, job: Job) -> None:
+        if job.outcome == SKIP:
+            job.lease.ack()
+        elif job.outcome == REDELIVER:
+            job.lease.retry_later()
+        elif job.outcome == PUT_BACK:
+            job.log.event("released", "the worker is stopping; the job goes back to the inbox for another worker")
+            job.lease.release()
+        else:
+            assert isinstance(job.outcome, Result)
+            self._finish(job, job.outcome)
+
+    def _put_back(self, job: Job) -> None:
+        job.outcome = PUT_BACK
+
+    def _guarded(self, job: Job, step: Callable[[Job], None]) -> None:
+        """Run one step of the job; any failure becomes the job's outcome, never the worker's."""
+        try:
+            step(job)
         except TransientError as exc:
             if not job.lease.final_attempt:
                 job.log.event("retry_later", f"{exc.message}; the manifest will be delivered again",
                               logging.WARNING, code=exc.code)
-                return REDELIVER
-            return self._result(job, error=exc)
+                job.outcome = REDELIVER
+            else:
+                job.outcome = self._result(job, error=exc)
         except F5BatchError as exc:
-            return self._result(job, error=exc)
+            job.outcome = self._result(job, error=exc)
         except Exception as exc:  # a bug must fail this one job, never the worker or the queue
             job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
-            return self._result(job, error=F5BatchError(f"unexpected error: {exc!r}"))
+            job.outcome = self._result(job, error=F5BatchError(f"unexpected error: {exc!r}"))
 
-    def _attempts(self, job: Job) -> Produced:
+    def _retried(self, job: Job, step: Callable[[Job], T], *, used: int = 0) -> T:
+        """Transient failures of one step are retried with backoff, after `used` attempts already spent on it."""
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.retry.max_attempts),
+            stop=stop_after_attempt(self.retry.max_attempts - used),
             wait=wait_exponential_jitter(initial=self.retry.initial_s, max=self.retry.max_s),
             before_sleep=lambda state: job.log.event(
                 "retry", f"transient failure, retrying: {state.outcome.exception() if state.outcome else ''}",
-                logging.WARNING, attempt=state.attempt_number,
+                logging.WARNING, attempt=used + state.attempt_number,
             ),
             reraise=True,
         )
         for attempt in retrying:
             with attempt:
-                job.attempts = attempt.retry_state.attempt_number
-                return self._attempt(job)
+                job.attempts = max(job.attempts, used + attempt.retry_state.attempt_number)
+                return step(job)
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    def _attempt(self, job: Job) -> Produced:
-        assert job.manifest is not None
-        job.deadline = job.started + self.job_timeout_s
-        self.workdir.ensure_free(self.min_free_bytes)
-        with self.workdir.job(job.id) as scratch:
-            request = self._fetch_voice(job, scratch)
-            check_deadline(job.deadline)
-            wave = self._synthesize(job, request, scratch)
-            check_deadline(job.deadline)
-            if self.outbox.exists(job_key(job.id, "result.json")):
-                # A redelivered copy of this job finished first: its audio stays as its result describes it.
-                raise PermanentError("another worker finished this job first", code="duplicate")
-            return self._write_audio(job, wave)
-
-    def _fetch_voice(self, job: Job, scratch: Path) -> SynthesisRequest:
+    def _fetch_voice(self, job: Job) -> SynthesisRequest:
         manifest = job.manifest
         assert manifest is not None
         with _timed(job.timings, "fetch"):
-            path = self.voices.fetch(manifest.voice, scratch)
-            voice = prepare_voice(path, manifest.voice_text, scratch)
+            voice = self._voice(job, manifest)
         job.log.event("fetched", "voice ready", voice=manifest.voice, voice_s=round(voice.duration_s, 3),
                       seconds=round(job.timings.fetch, 3))
+        check_deadline(job.deadline)
         return SynthesisRequest(
             text=manifest.text, voice=voice, seed=manifest.effective_seed, speed=manifest.speed,
             nfe_step=manifest.nfe_step, cfg_strength=manifest.cfg_strength,
             sway_sampling_coef=manifest.sway_sampling_coef, cross_fade=manifest.cross_fade, deadline=job.deadline,
         )
 
-    def _synthesize(self, job: Job, request: SynthesisRequest, scratch: Path) -> np.ndarray:
-        assert job.manifest is not None
-        with _timed(job.timings, "synth"):
-            wave = self.synthesizer.synthesize(request)
-            if job.manifest.remove_silence:
-                wave = remove_silence(wave, self.synthesizer.sample_rate, scratch)
-        audio_s = len(wave) / self.synthesizer.sample_rate
-        job.log.event("synthesized", "audio synthesized", audio_s=round(audio_s, 3),
-                      seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio_s, 1e-9), 4))
-        return wave
+    def _voice(self, job: Job, manifest: Manifest) -> VoicePrompt:
+        """The prepared voice: from memory when this clip and transcript were prepared before."""
+        key = voice_key(self.voices.identity(manifest.voice), manifest.voice_text)
+        voice = self.prepared.get(key)
+        if voice is None:
+            if job.scratch is None:
+                self.workdir.ensure_free(self.min_free_bytes)
+                job.scratch = self.workdir.create(job.id)
+            path = self.voices.fetch(manifest.voice, job.scratch)
+            voice = prepare_voice(path, manifest.voice_text, job.scratch, key=key)
+            self.prepared.add(voice)
+        return voice
 
-    def _write_audio(self, job: Job, wave: np.ndarray) -> Produced:
+    def _finish_wave(self, job: Job, wave: np.ndarray, batch: int) -> None:
         assert job.manifest is not None
+        if job.manifest.remove_silence:
+            with _timed(job.timings, "synth"):
+                if job.scratch is None:
+                    job.scratch = self.workdir.create(job.id)
+                wave = remove_silence(wave, self.synthesizer.sample_rate, job.scratch)
+        audio_s = len(wave) / self.synthesizer.sample_rate
+        job.log.event("synthesized", "audio synthesized", audio_s=round(audio_s, 3), batch=batch,
+                      seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio_s, 1e-9), 4))
+        check_deadline(job.deadline)
+        job.wave = wave
+
+    def _write(self, job: Job) -> None:
+        if job.wave is None:
+            raise F5BatchError("unexpected error: the job reached the output stage without audio")
+        check_deadline(job.deadline)
+        if self.outbox.exists(job_key(job.id, "result.json")):
+            # A redelivered copy of this job finished first: its audio stays as its result describes it.
+            raise PermanentError("another worker finished this job first", code="duplicate")
+        produced = self._retried(job, self._write_audio)
+        job.outcome = self._result(job, produced=produced)
+
+    def _write_audio(self, job: Job) -> Produced:
+        assert job.manifest is not None and job.wave is not None
         key = job_key(job.id, f"audio.{job.manifest.format}")
         with _timed(job.timings, "write"):
-            self.outbox.put(key, encode(wave, self.synthesizer.sample_rate, job.manifest.format))
+            self.outbox.put(key, encode(job.wave, self.synthesizer.sample_rate, job.manifest.format))
         job.log.event("written", "audio written", key=key, seconds=round(job.timings.write, 3))
-        return Produced(audio_key=key, duration_s=len(wave) / self.synthesizer.sample_rate)
+        return Produced(audio_key=key, duration_s=len(job.wave) / self.synthesizer.sample_rate)
 
     def _result(self, job: Job, *, produced: Produced | None = None, error: F5BatchError | None = None) -> Result:
         manifest = job.manifest

@@ -18,6 +18,7 @@ per 60 s per queue, and a reset also wipes what other session-scoped fixtures cr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -263,8 +264,14 @@ def moto_post(endpoint: Endpoint, path: str) -> None:
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     """A moto server (S3, SQS, notifications) for the whole session; about 1 s to start."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def moto_server(log: Path) -> Iterator[Endpoint]:
+    """A moto server on loopback, logging to `log`; also used outside pytest by the benchmarks."""
     (port,) = free_ports(1)
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     cmd = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
     proc = _start(cmd, log, _server_env())
     endpoint = Endpoint(url=f"http://{LOOPBACK}:{port}", name="moto")

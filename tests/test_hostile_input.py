@@ -425,8 +425,12 @@ def test_length_is_checked_from_the_header_without_decoding(tmp_path: Path, monk
 class NoSynthesizer:
     model_name = "none"
     sample_rate = 24000
+    max_batch = 1
 
     def synthesize(self, request: object) -> np.ndarray:
+        raise AssertionError("a manifest that fails to parse is never synthesized")
+
+    def synthesize_batch(self, requests: object) -> list[np.ndarray]:
         raise AssertionError("a manifest that fails to parse is never synthesized")
 
 

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -40,11 +40,16 @@ class Message:
     received_at: float
     pending: int = 0
     retry_delay_s: float | None = None
+    # Jobs of one message end on different threads (intake, output, shutdown).
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def settle(self) -> None:
-        self.pending -= 1
-        if self.pending > 0:
-            return
+    def settle(self, retry_delay_s: float | None = None) -> None:
+        with self._lock:
+            if retry_delay_s is not None:
+                self.retry_delay_s = max(self.retry_delay_s or 0, retry_delay_s)
+            self.pending -= 1
+            if self.pending > 0:
+                return
         if self.retry_delay_s is None:
             self.inbox.delete(self)
         else:
@@ -79,12 +84,10 @@ class SqsLease:
     def retry_later(self) -> None:
         count = self.message.receive_count
         delay = min(MAX_BACKOFF_S, self.message.inbox.retry_base_s * 2 ** (count - 1))
-        self.message.retry_delay_s = max(self.message.retry_delay_s or 0, delay * random.uniform(0.5, 1.0))
-        self.message.settle()
+        self.message.settle(retry_delay_s=delay * random.uniform(0.5, 1.0))
 
     def release(self) -> None:
-        self.message.retry_delay_s = 0
-        self.message.settle()
+        self.message.settle(retry_delay_s=0)
 
     def extend(self) -> None:
         self.message.inbox.extend(self.message)
@@ -170,8 +173,7 @@ class SqsInbox:
                 yield SqsLease(message, job)
         finally:
             for _ in jobs[handed_out:]:  # closed early (shutdown): the rest is redelivered at once
-                message.retry_delay_s = 0
-                message.settle()
+                message.settle(retry_delay_s=0)
 
     def read_body(self, job: ObjectRef | InlineManifest | InvalidMessage) -> bytes:
         if isinstance(job, InvalidMessage):

@@ -37,15 +37,23 @@ class WorkDir:
                 shutil.rmtree(folder, ignore_errors=True)
         self.mine.mkdir(exist_ok=True)
 
+    def create(self, job_id: str) -> Path:
+        """A fresh folder for one job; the caller removes it with `remove` whatever happens."""
+        self.mine.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
     @contextlib.contextmanager
     def job(self, job_id: str) -> Iterator[Path]:
         """A fresh folder for one job, removed afterwards whatever happened."""
-        self.mine.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
+        path = self.create(job_id)
         try:
             yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
+            self.remove(path)
 
     def ensure_free(self, needed_bytes: int) -> None:
         """Refuse to start a download the disk cannot hold; another pod (or later) may do better."""
