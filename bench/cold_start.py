@@ -64,7 +64,7 @@ def child_f5tts(args: argparse.Namespace, t0: float) -> dict[str, float]:
     imported = time.time()
     folder = args.volume / "models" / MODEL
     tts = F5TTS(model=ARCH, ckpt_file=str(folder / "model.safetensors"), vocab_file=str(folder / "vocab.txt"),
-                vocoder_local_path=str(folder / "vocos"), device="cpu")
+                vocoder_local_path=str(folder / "vocos"), device=args.device)
     ready = time.time()
     tts.infer(ref_file=str(args.voice), ref_text=VOICE_TEXT, gen_text=JOB_TEXT, nfe_step=args.nfe_step, seed=SEED,
               show_info=lambda *_: None)
@@ -81,7 +81,8 @@ def child_worker(args: argparse.Namespace, t0: float) -> dict[str, float]:
     from processor.synthesis import SynthesisRequest
 
     imported = time.time()
-    overrides: dict[str, Any] = {"volume": args.volume, "model": MODEL, "device": "cpu"}  # as `f5-batch run` passes
+    # as `f5-batch run` passes them
+    overrides: dict[str, Any] = {"volume": args.volume, "model": MODEL, "device": args.device}
     synthesizer = load_synthesizer(Settings(**overrides))
     ready = time.time()
     # F5Synthesizer keeps its LoadedModel; the Synthesizer protocol does not promise one.
@@ -136,7 +137,7 @@ def spawn(side: Side, args: argparse.Namespace, voice: Path, caches: Path) -> di
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(caches / "hf"), "TORCH_HOME": str(caches / "torch"),
            "PYTHONPATH": str(REPO)}
     command = [sys.executable, __file__, "--child", side.key, "--volume", str(args.volume), "--voice", str(voice),
-               "--nfe-step", str(args.nfe_step)]
+               "--nfe-step", str(args.nfe_step), "--device", args.device]
     env[T0_ENV] = repr(time.time())
     out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT)]
@@ -191,7 +192,7 @@ def machine_line(args: argparse.Namespace) -> str:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     return (
-        f"Cold start, {time.strftime('%Y-%m-%d')}, {cpu} ({len(os.sched_getaffinity(0))} CPUs), device cpu, "
+        f"Cold start, {time.strftime('%Y-%m-%d')}, {cpu} ({len(os.sched_getaffinity(0))} CPUs), device {args.device}, "
         f"torch {torch.__version__}, Python {platform.python_version()}: {ARCH} architecture with random "
         f"weights (1.35 GB fp32), warm page cache, medians of {args.repeat} alternating runs, "
         f"first job {VOICE_SECONDS} s voice + one sentence"
@@ -203,6 +204,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--volume", type=Path, default=REPO / "bench" / ".volume", help="model volume (reused)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per side (alternating)")
     parser.add_argument("--nfe-step", type=int, default=8, help="sampling steps of the first job")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: both sides load onto it")
     parser.add_argument("--child", choices=[side.key for side in SIDES], help=argparse.SUPPRESS)
     parser.add_argument("--voice", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -13,10 +13,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    out = run("ruff", "check", "processor", "tests", "scripts")
+    out = run("ruff", "check", "processor", "tests", "scripts", "bench")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_strict_is_clean() -> None:
-    out = run("mypy", "processor")
+    out = run("mypy", "processor", "bench")
     assert out.returncode == 0, out.stdout + out.stderr

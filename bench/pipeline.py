@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Pipelining: is the synthesizer ever left waiting for S3 and SQS?
+
+    .venv/bin/python bench/pipeline.py [--jobs 24] [--steps 16] [--rounds 2]
+
+Starts moto on loopback (S3 + SQS with bucket notifications, as the test suite
+does), builds the tiny model, and runs the same jobs four ways, in one process
+with one loaded model:
+
+- pure synthesis: the synthesizer alone on the prepared requests, no I/O at all;
+- the worker with prefetch 0 (claim, fetch, synthesize, upload, one job at a time);
+- the worker as configured by default (prefetch 2: fetch and upload overlap synthesis);
+- the worker with synthesis switched off (a stand-in returning silence of the same
+  length): the orchestration's own ceiling in jobs per second.
+
+Each worker run drops fresh manifests into the S3 inbox (the notification puts
+them on the queue) and times `Worker.run(once=True)` until the queue is empty
+and every result is written. The ratio to pure synthesis is the claim: at most
+1.1 with pipelining. Medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from processor.app import build_worker, load_synthesizer
+from processor.audio import prepare_voice
+from processor.errors import F5BatchError
+from processor.model import build_tiny
+from processor.settings import Settings
+from processor.storage.volume import Volume
+from processor.synthesis import SynthesisRequest, Synthesizer
+
+import common
+
+if TYPE_CHECKING:
+    from aws_servers import Endpoint
+    from scenarios import QueueSetup
+
+
+@dataclass
+class Silence:
+    """Synthesis switched off: silence as long as the real audio was, so uploads keep their size."""
+
+    lengths: dict[str, int]
+    model_name: str = "silence"
+    sample_rate: int = 24000
+    max_batch: int = 1
+
+    def synthesize(self, request: SynthesisRequest) -> np.ndarray:
+        return np.zeros(self.lengths.get(request.text, self.sample_rate), dtype=np.float32)
+
+    def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray | F5BatchError]:
+        return [self.synthesize(r) for r in requests]
+
+
+def manifests(count: int, steps: int) -> list[dict[str, Any]]:
+    return [{"text": common.job_text(i), "voice": "voices/narrator.wav", "voice_text": common.VOICE_TEXT,
+             "nfe_step": steps, "seed": i} for i in range(count)]
+
+
+def pure_synthesis(synthesizer: Synthesizer, jobs: list[dict[str, Any]], tmp: Path) -> tuple[float, dict[str, int]]:
+    voice = prepare_voice(common.VOICE, common.VOICE_TEXT, tmp)
+    requests = [SynthesisRequest(text=j["text"], voice=voice, seed=j["seed"], nfe_step=j["nfe_step"]) for j in jobs]
+    synthesizer.synthesize(requests[0])  # warm-up, as the worker's first job is not timed either
+    started = time.perf_counter()
+    waves = [synthesizer.synthesize(r) for r in requests]
+    seconds = time.perf_counter() - started
+    return seconds, {r.text: len(w) for r, w in zip(requests, waves, strict=True)}
+
+
+def drop(moto: Endpoint, setup: QueueSetup, jobs: list[dict[str, Any]], prefix: str) -> None:
+    s3 = moto.client("s3")
+    for i, job in enumerate(jobs):
+        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{prefix}-{i:03d}.json", Body=json.dumps(job).encode())
+
+
+def worker_run(moto: Endpoint, setup: QueueSetup, settings: Settings, synthesizer: Any,
+               jobs: list[dict[str, Any]], prefix: str) -> float:
+    worker = build_worker(settings, synthesizer)
+    drop(moto, setup, jobs, prefix)
+    started = time.perf_counter()
+    taken = worker.run(once=True)
+    seconds = time.perf_counter() - started
+    s3 = moto.client("s3")
+    statuses = [json.loads(s3.get_object(Bucket=setup.outbox, Key=f"{prefix}-{i:03d}/result.json")["Body"].read())
+                ["status"] for i in range(len(jobs))]
+    if taken != len(jobs) or statuses.count("succeeded") != len(jobs):
+        raise SystemExit(f"{prefix}: {taken} jobs taken, statuses {statuses}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=16, help="sampling steps per job")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    jobs = manifests(args.jobs, args.steps)
+    common.use_test_helpers()  # the suite's loopback servers
+    from aws_servers import moto_server
+    from scenarios import queue_setup
+
+    with tempfile.TemporaryDirectory() as tmp_name, moto_server(Path(tmp_name) / "moto.log") as moto:
+        tmp = Path(tmp_name)
+        os.environ.update(moto.env())
+        volume = Volume(tmp / "volume")
+        build_tiny(volume.model("tiny"))
+        volume.model("tiny").write_checksums()
+        setup = queue_setup(moto, visibility_s=60)
+        settings = Settings.model_validate({
+            "inbox": f"s3://{setup.inbox}/inbox/", "outbox": f"s3://{setup.outbox}/", "queue": setup.queue_url,
+            "s3_path_style": True, "volume": volume.root, "model": "tiny", "device": "cpu", "receive_wait_s": 0,
+            "processing_dir": tmp / "processing", "lease_s": 60})
+        synthesizer = load_synthesizer(settings)
+        runs: dict[str, list[float]] = {"pure": [], "sequential": [], "pipelined": [], "silence": []}
+        for r in range(args.rounds):
+            pure, lengths = pure_synthesis(synthesizer, jobs, tmp)
+            runs["pure"].append(pure)
+            sequential = replace_settings(settings, prefetch=0)
+            runs["sequential"].append(worker_run(moto, setup, sequential, synthesizer, jobs, f"seq{r}"))
+            runs["pipelined"].append(worker_run(moto, setup, settings, synthesizer, jobs, f"pipe{r}"))
+            runs["silence"].append(worker_run(moto, setup, settings, Silence(lengths), jobs, f"off{r}"))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)
+    print_table(args, {k: statistics.median(v) for k, v in runs.items()}, settings)
+    return 0
+
+
+def replace_settings(settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update=changes)
+
+
+def print_table(args: argparse.Namespace, median: dict[str, float], settings: Settings) -> None:
+    n, pure = args.jobs, median["pure"]
+    rows = [
+        ("pure synthesis (no I/O)", n, pure, 1.0, n / pure),
+        ("worker, prefetch 0 (one job at a time)", n, median["sequential"], median["sequential"] / pure,
+         n / median["sequential"]),
+        (f"worker, prefetch {settings.prefetch} (default)", n, median["pipelined"], median["pipelined"] / pure,
+         n / median["pipelined"]),
+        ("worker, synthesis switched off", n, median["silence"], median["silence"] / pure, n / median["silence"]),
+    ]
+    print()
+    print(f"Pipelining, {common.machine()}")
+    print(f"tiny model on CPU, {args.steps} steps, {n} jobs, moto S3+SQS on loopback, "
+          f"median of {args.rounds} rounds")
+    print()
+    print(common.table(["run", "jobs", "wall s", "wall / pure synthesis", "jobs/s"], rows))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
