@@ -1,13 +1,18 @@
-"""Three stages on their own threads, so the accelerator never waits for the network.
+"""Three stages, so the accelerator never waits for the network.
 
-    intake     (calling thread)  claim a lease, read the manifest, fetch and prepare the voice
-    synthesis  (one thread)      up to `max_batch` ready jobs per call to the synthesizer
-    output     (one thread)      write the audio, the log and the result, then end the lease
+    intake     (a thread)     claim a lease, read the manifest, fetch and prepare the voice
+    synthesis  (main thread)  up to `max_batch` ready jobs per call to the synthesizer
+    output     (a thread)     write the audio, the log and the result, then end the lease
 
 While job N synthesizes, the next jobs are claimed and their voices fetched, and
-the previous ones are uploaded. Prefetch is bounded: at most `limit()` jobs are
-held (claimed, not yet finished), and never so many that a claimed job would wait
-for synthesis longer than half its lease.
+the previous ones are uploaded. Synthesis stays on the main thread, where the
+model was loaded: torch's OpenMP pool belongs to the thread that first used it,
+and on another thread the same CPU work measured up to twice as slow. A stop
+signal also lands on the main thread, which is idle exactly when nothing is held.
+
+Prefetch is bounded: at most `limit()` jobs are held (claimed, not yet
+finished), and never so many that a claimed job would wait for synthesis longer
+than half its lease.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from processor.logs import logger
-from processor.shutdown import Shutdown
+from processor.shutdown import Shutdown, ShutdownRequested
 
 J = TypeVar("J")
-L = TypeVar("L")
+
+INTAKE_JOIN_S = 1.0  # at an idle stop, time for a lease claimed at that instant to be given back
 
 
 class Pipeline(Generic[J]):
@@ -44,23 +50,25 @@ class Pipeline(Generic[J]):
         self._done: queue.Queue[J | None] = queue.Queue()
         self._cond = threading.Condition()
         self._held = 0
-        self._waiting = False
+        self._waiting = False  # the main thread waits for a ready job
         self._batch_s = 0.0  # moving average of one synthesis call, 0 until the first one
-        self._threads = [
-            threading.Thread(target=self._synthesis_loop, name="synthesis", daemon=True),
-            threading.Thread(target=self._output_loop, name="output", daemon=True),
-        ]
 
-    def __enter__(self) -> Pipeline[J]:
-        for thread in self._threads:
-            thread.start()
-        return self
+    def run(self, intake: Callable[[Pipeline[J]], None]) -> None:
+        """Run `intake` on its own thread and synthesize on this one until intake ends and all is written."""
+        output = threading.Thread(target=self._output_loop, name="output", daemon=True)
+        feeder = threading.Thread(target=self._intake, args=(intake,), name="intake", daemon=True)
+        output.start()
+        feeder.start()
+        try:
+            self._synthesis_loop()
+        except ShutdownRequested:  # idle at a stop signal: leave now, intake may be inside a long poll
+            feeder.join(INTAKE_JOIN_S)
+            self._put_back_ready()
+        finally:
+            self._done.put(None)
+            output.join()
 
-    def __exit__(self, *exc: object) -> None:
-        """Finish every held job (or release the ones not started, when stopping), then stop the threads."""
-        self._ready.put(None)
-        for thread in self._threads:
-            thread.join()
+    # --- intake side ---------------------------------------------------------------------
 
     def limit(self) -> int:
         """Jobs held at once: one batch in synthesis plus the prefetched ones that fit in half a lease."""
@@ -86,22 +94,11 @@ class Pipeline(Generic[J]):
             while self._held > 0 and not self.shutdown.requested.is_set():
                 self._cond.wait(0.5)
 
-    def next_lease(self, leases: Iterator[L]) -> L | None:
-        """The next lease; while waiting with nothing held, a stop signal ends the wait at once."""
-        with self._cond:
-            self._waiting = True
-            if self._held == 0:
-                self.shutdown.set_idle(True)
-        try:
-            return next(leases, None)
-        finally:
-            with self._cond:
-                self._waiting = False
-                self.shutdown.set_idle(False)
-
     def hold(self) -> None:
+        """A lease was claimed: from now on a stop signal must let the job finish or give it back."""
         with self._cond:
             self._held += 1
+            self.shutdown.set_idle(False)
 
     def to_synthesis(self, job: J) -> None:
         self._ready.put(job)
@@ -109,24 +106,46 @@ class Pipeline(Generic[J]):
     def to_output(self, job: J) -> None:
         self._done.put(job)
 
+    def _intake(self, intake: Callable[[Pipeline[J]], None]) -> None:
+        try:
+            intake(self)
+        except Exception as exc:  # the jobs already held still finish; the worker then exits
+            logger.error(f"intake stopped: {exc!r}", extra={"stage": "intake"})
+        finally:
+            self._ready.put(None)
+
+    # --- synthesis side (main thread) --------------------------------------------------------
+
     def _synthesis_loop(self) -> None:
         closing = False
         while not closing:
-            first = self._ready.get()
+            first = self._next_ready()
             if first is None:
-                break
+                return
             batch = [first]
-            while len(batch) < self.max_batch and not closing:
+            while len(batch) < self.max_batch:
                 try:
                     more = self._ready.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
                     closing = True
-                else:
-                    batch.append(more)
+                    break
+                batch.append(more)
             self._run_batch(batch)
-        self._done.put(None)
+
+    def _next_ready(self) -> J | None:
+        """The next ready job; while nothing is held, a stop signal ends the wait at once."""
+        with self._cond:
+            self._waiting = True
+            if self._held == 0:
+                self.shutdown.set_idle(True)
+        try:
+            return self._ready.get()
+        finally:
+            with self._cond:
+                self._waiting = False
+                self.shutdown.set_idle(False)
 
     def _run_batch(self, batch: list[J]) -> None:
         if self.shutdown.requested.is_set():
@@ -144,6 +163,18 @@ class Pipeline(Generic[J]):
         for job in batch:
             self._done.put(job)
 
+    def _put_back_ready(self) -> None:
+        while True:
+            try:
+                job = self._ready.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self._put_back(job)
+                self._done.put(job)
+
+    # --- output side ---------------------------------------------------------------------------
+
     def _output_loop(self) -> None:
         while (job := self._done.get()) is not None:
             try:
@@ -152,6 +183,7 @@ class Pipeline(Generic[J]):
                 logger.error(f"could not finish a job: {exc!r}", extra={"stage": "output"})
             with self._cond:
                 self._held -= 1
-                if self._held == 0 and self._waiting:
+                if self._held == 0 and self._waiting:  # the last job is done: a stop signal may end the wait
                     self.shutdown.set_idle(True, interrupt=False)
                 self._cond.notify_all()
+

@@ -26,7 +26,7 @@ from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
 from processor.pipeline import Pipeline
 from processor.results import ErrorInfo, Result, Timings, job_key
-from processor.shutdown import Shutdown, ShutdownRequested
+from processor.shutdown import Shutdown
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.workdir import WorkDir
 from processor.synthesis import SynthesisRequest, Synthesizer, check_deadline
@@ -102,33 +102,37 @@ class Worker:
     def run(self, *, once: bool, shutdown: Shutdown | None = None) -> int:
         """Process manifests until the inbox is empty (`once`), forever, or a stop signal; returns jobs taken."""
         shutdown = shutdown or Shutdown(grace_s=0)
-        taken = 0
-        leases = self.inbox.leases(once=once, stop=shutdown.requested)
         pipeline = Pipeline(self._synthesize, self._complete, self._put_back, shutdown,
                             max_batch=self.synthesizer.max_batch, prefetch=self.prefetch, lease_s=self.lease_s)
+        taken: list[str] = []
         try:
-            with pipeline:
-                while pipeline.wait_for_room():
-                    in_flight = pipeline.held
-                    lease = pipeline.next_lease(leases)
-                    if lease is None and once and in_flight:
-                        # A job in flight while the inbox looked empty may have gone back to it: look again.
-                        pipeline.drain()
-                        leases = self.inbox.leases(once=once, stop=shutdown.requested)
-                        continue
-                    if lease is None:
-                        break
-                    if shutdown.requested.is_set():
-                        lease.release()
-                        break
-                    self._intake(lease, pipeline, shutdown)
-                    taken += 1
-        except ShutdownRequested:
-            pass
+            pipeline.run(lambda p: self._take(p, once, shutdown, taken))
+        finally:
+            shutdown.cancel()
+        return len(taken)
+
+    def _take(self, pipeline: Pipeline[Job], once: bool, shutdown: Shutdown, taken: list[str]) -> None:
+        """The intake thread: claim leases while there is room, until the inbox is empty (`once`) or a stop."""
+        leases = self.inbox.leases(once=once, stop=shutdown.requested)
+        try:
+            while pipeline.wait_for_room():
+                in_flight = pipeline.held
+                lease = next(leases, None)
+                if lease is None and once and in_flight:
+                    # A job in flight while the inbox looked empty may have gone back to it: look again.
+                    pipeline.drain()
+                    leases.close()
+                    leases = self.inbox.leases(once=once, stop=shutdown.requested)
+                    continue
+                if lease is None:
+                    return
+                if shutdown.requested.is_set():
+                    lease.release()
+                    return
+                self._intake(lease, pipeline, shutdown)
+                taken.append(lease.name)
         finally:
             leases.close()  # releases what the source claimed but did not hand out
-            shutdown.cancel()
-        return taken
 
     def _intake(self, lease: Lease, pipeline: Pipeline[Job], shutdown: Shutdown) -> None:
         """Claim: keep the lease alive from now on, and make the job ready for synthesis."""
