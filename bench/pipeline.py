@@ -60,6 +60,7 @@ class Silence:
     model_name: str = "silence"
     sample_rate: int = 24000
     max_batch: int = 1
+    device: str = "cpu"
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray:
         return np.zeros(self.lengths.get(request.text, self.sample_rate), dtype=np.float32)

@@ -8,7 +8,9 @@ from typing import Any
 
 from processor.aws import S3Location, is_s3_url, make_client
 from processor.errors import F5BatchError
+from processor.health import health_file
 from processor.logs import logger
+from processor.metrics import Metrics, cuda_memory
 from processor.retries import CallRetry
 from processor.settings import Settings
 from processor.storage import Inbox, Outbox, VoiceSource
@@ -118,11 +120,12 @@ def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> 
     workdir = WorkDir(settings.processing_dir, identity)
     workdir.prepare()
     storage = build_storage(settings, workdir, identity)
+    synthesizer = synthesizer or load_synthesizer(settings)
     return Worker(
         inbox=storage.inbox,
         outbox=storage.outbox,
         voices=storage.voices,
-        synthesizer=synthesizer or load_synthesizer(settings),
+        synthesizer=synthesizer,
         workdir=workdir,
         retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
         identity=identity,
@@ -131,4 +134,9 @@ def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> 
         min_free_bytes=settings.processing_min_free_bytes,
         prefetch=settings.prefetch,
         lease_s=settings.lease_s,
+        metrics=Metrics(queue_depth=storage.inbox.depth if isinstance(storage.inbox, SqsInbox) else None,
+                        accelerator_memory=cuda_memory(synthesizer.device)),
+        exit_when_idle_s=settings.exit_when_idle_s,
+        health_path=health_file(settings.processing_dir),
+        metrics_port=settings.metrics_port,
     )

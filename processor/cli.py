@@ -25,17 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="take manifests from the inbox and write results to the outbox")
-    run.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/ (F5B_INBOX)")
-    run.add_argument("--outbox", help="outbox folder or s3://bucket/prefix/ (F5B_OUTBOX)")
-    run.add_argument("--queue", help="SQS queue URL to take jobs from (F5B_QUEUE)")
-    run.add_argument("--s3-path-style", action="store_const", const=True, help="path-style S3 (F5B_S3_PATH_STYLE)")
-    run.add_argument("--volume", type=Path, help="model volume (F5B_VOLUME)")
-    run.add_argument("--model", help="model name on the volume (F5B_MODEL)")
-    run.add_argument("--device", help="auto, cpu, cuda, cuda:N (F5B_DEVICE)")
-    run.add_argument("--processing-dir", type=Path, help="scratch folder for job files (F5B_PROCESSING_DIR)")
+    add_worker_options(run)
     run.add_argument("--log-format", choices=["json", "text"], help="log lines as JSON or text (F5B_LOG_FORMAT)")
     run.add_argument("--max-batch", type=int, help="jobs per synthesis call, 0: auto (F5B_MAX_BATCH)")
     run.add_argument("--prefetch", type=int, help="jobs made ready ahead of synthesis (F5B_PREFETCH)")
+    run.add_argument("--exit-when-idle", dest="exit_when_idle_s", type=float, metavar="SECONDS",
+                     help="exit 0 after this long without a job (F5B_EXIT_WHEN_IDLE_S)")
+    run.add_argument("--metrics-port", type=int, help="serve /healthz and /metrics on this port (F5B_METRICS_PORT)")
     run.add_argument("--once", action="store_true", help="process what is in the inbox, then exit")
 
     submit = commands.add_parser("submit", help="validate manifests and drop them (and their voices) into the inbox")
@@ -58,19 +54,38 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", type=Path)
 
     commands.add_parser("schema", help="print the manifest JSON Schema")
+
+    doctor = commands.add_parser("doctor", help="check that this pod is set up right before it takes work")
+    add_worker_options(doctor)
+    doctor.add_argument("--json", action="store_true", help="one JSON document instead of one line per check")
+
+    health = commands.add_parser("health", help="exit 0 if the worker running here is healthy (for HEALTHCHECK)")
+    health.add_argument("--processing-dir", type=Path, help="the worker's scratch folder (F5B_PROCESSING_DIR)")
     return parser
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """Where the worker's jobs, model and scratch files are: shared by `run` and `doctor`."""
+    parser.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/ (F5B_INBOX)")
+    parser.add_argument("--outbox", help="outbox folder or s3://bucket/prefix/ (F5B_OUTBOX)")
+    parser.add_argument("--queue", help="SQS queue URL to take jobs from (F5B_QUEUE)")
+    parser.add_argument("--s3-path-style", action="store_const", const=True, help="path-style S3 (F5B_S3_PATH_STYLE)")
+    parser.add_argument("--volume", type=Path, help="model volume (F5B_VOLUME)")
+    parser.add_argument("--model", help="model name on the volume (F5B_MODEL)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (F5B_DEVICE)")
+    parser.add_argument("--processing-dir", type=Path, help="scratch folder for job files (F5B_PROCESSING_DIR)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "submit": cmd_submit, "validate": cmd_validate, "schema": cmd_schema,
-               "bootstrap": cmd_bootstrap}[args.command]
+               "bootstrap": cmd_bootstrap, "doctor": cmd_doctor, "health": cmd_health}[args.command]
     return handler(args)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format",
-             "max_batch", "prefetch")
+             "max_batch", "prefetch", "exit_when_idle_s", "metrics_port")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return Settings(**overrides)
 
@@ -95,7 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     shutdown = Shutdown(settings.shutdown_grace_s)
     shutdown.install()
     handled = worker.run(once=args.once, shutdown=shutdown)
-    reason = "stopped by signal" if shutdown.requested.is_set() else "inbox drained"
+    reason = (f"idle for {settings.exit_when_idle_s:g} s" if worker.exited_idle
+              else "stopped by signal" if shutdown.requested.is_set() else "inbox drained")
     logger.info(f"{reason}: {handled} manifest(s) handled", extra={"stage": "exit", "handled": handled})
     return EXIT_OK
 
@@ -135,6 +151,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from processor.bootstrap import BootstrapPlan, bootstrap
 
     try:
+        s3 = make_client("s3", path_style=args.s3_path_style)
         plan = BootstrapPlan(
             queue_name=args.queue_name,
             inbox=S3Location.parse(args.inbox) if args.inbox else None,
@@ -142,9 +159,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             create_buckets=args.create_buckets,
             max_receive_count=args.max_receive_count,
             visibility_timeout_s=args.visibility_timeout,
+            region=s3.meta.region_name,  # outside us-east-1 a bucket needs its location constraint
         )
-        sqs = make_client("sqs")
-        made = bootstrap(plan, make_client("s3", path_style=args.s3_path_style), sqs)
+        made = bootstrap(plan, s3, make_client("sqs"))
     except F5BatchError as exc:
         print(f"f5-batch bootstrap: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,3 +185,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"f5-batch: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from processor.doctor import run_doctor
+
+    code: int = run_doctor(settings, as_json=args.json)
+    return code
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from processor.health import check, health_file
+
+    settings = settings_from(args)
+    healthy, why = check(health_file(settings.processing_dir))
+    print(why)
+    return EXIT_OK if healthy else EXIT_FAILED

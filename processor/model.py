@@ -42,7 +42,8 @@ MEL_SPEC: dict[str, Any] = {
 
 # Keys of hub checkpoints carry the EMA prefix; F5-TTS strips it when use_ema=True.
 EMA_PREFIX = "ema_model."
-_SKIPPED_KEYS = {"initted", "step", "mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window"}
+# Checkpoint entries that are not weights: training counters and buffers the model computes itself.
+SKIPPED_KEYS = {"initted", "step", "mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window"}
 
 TINY_ARCH: dict[str, Any] = {
     "dim": 64,
@@ -176,7 +177,7 @@ def build_random(folder: ModelFolder, model: RandomModel, seed: int = 0) -> None
         for param in cfm.parameters():
             if not param.any():
                 param.normal_(0.0, 0.02)
-    state = {EMA_PREFIX + k: v.contiguous() for k, v in cfm.state_dict().items() if k not in _SKIPPED_KEYS}
+    state = {EMA_PREFIX + k: v.contiguous() for k, v in cfm.state_dict().items() if k not in SKIPPED_KEYS}
     save_file(state, str(folder.weights))
     del cfm, state
 
@@ -196,7 +197,7 @@ def weights_bytes(config: dict[str, Any], vocab_size: int) -> int:
     lean_imports()
     with empty_weights():
         cfm = build_cfm(config, {str(i): i for i in range(vocab_size)})
-    return sum(v.numel() * 4 for k, v in cfm.state_dict().items() if k not in _SKIPPED_KEYS)
+    return sum(v.numel() * 4 for k, v in cfm.state_dict().items() if k not in SKIPPED_KEYS)
 
 
 # Initialisation functions and the in-place ops they are made of: on a tensor without storage they
@@ -351,7 +352,7 @@ def read_cfm(folder: ModelFolder, config: dict[str, Any], dtype: Any) -> Any:
         cfm = build_cfm(config, vocab)
     path = weights_file(folder, dtype)
     state = {k.removeprefix(EMA_PREFIX): v for k, v in load_file(str(path)).items()}
-    load_exactly(cfm, {k: v for k, v in state.items() if k not in _SKIPPED_KEYS}, path)
+    load_exactly(cfm, {k: v for k, v in state.items() if k not in SKIPPED_KEYS}, path)
     check_materialised(cfm, path)
     return cfm
 

@@ -42,6 +42,7 @@ class Pipeline(Generic[J]):
         max_batch: int = 1,
         prefetch: int = 2,
         lease_s: float = 300.0,
+        exit_when_idle_s: float = 0.0,
     ) -> None:
         self._synthesize, self._complete, self._put_back = synthesize, complete, put_back
         self.shutdown = shutdown
@@ -52,6 +53,10 @@ class Pipeline(Generic[J]):
         self._held = 0
         self._waiting = False  # the main thread waits for a ready job
         self._batch_s = 0.0  # moving average of one synthesis call, 0 until the first one
+        self.exit_when_idle_s = exit_when_idle_s
+        self.exited_idle = False
+        self.busy_since: float | None = None  # monotonic start of the synthesis call in progress
+        self._last_active = time.monotonic()
 
     def run(self, intake: Callable[[Pipeline[J]], None]) -> None:
         """Run `intake` on its own thread and synthesize on this one until intake ends and all is written."""
@@ -60,10 +65,13 @@ class Pipeline(Generic[J]):
         output.start()
         feeder.start()
         try:
-            self._synthesis_loop()
-        except ShutdownRequested:  # idle at a stop signal: leave now, intake may be inside a long poll
-            feeder.join(INTAKE_JOIN_S)
-            self._put_back_ready()
+            try:
+                self._synthesis_loop()
+            except ShutdownRequested:  # idle at a stop signal
+                pass
+            if self.shutdown.requested.is_set():  # leave now: intake may be inside a long poll
+                feeder.join(INTAKE_JOIN_S)
+                self._put_back_ready()
         finally:
             self._done.put(None)
             output.join()
@@ -98,6 +106,7 @@ class Pipeline(Generic[J]):
         """A lease was claimed: from now on a stop signal must let the job finish or give it back."""
         with self._cond:
             self._held += 1
+            self._last_active = time.monotonic()
             self.shutdown.set_idle(False)
 
     def to_synthesis(self, job: J) -> None:
@@ -141,11 +150,25 @@ class Pipeline(Generic[J]):
             if self._held == 0:
                 self.shutdown.set_idle(True)
         try:
-            return self._ready.get()
+            return self._wait_ready()
         finally:
             with self._cond:
                 self._waiting = False
                 self.shutdown.set_idle(False)
+
+    def _wait_ready(self) -> J | None:
+        """Block for the next ready job; with `exit_when_idle_s`, None once nothing was held for that long."""
+        while True:
+            try:
+                return self._ready.get(timeout=self.exit_when_idle_s or None)
+            except queue.Empty:
+                pass
+            with self._cond:
+                idle_s = time.monotonic() - self._last_active
+                if self._held == 0 and idle_s >= self.exit_when_idle_s:
+                    self.exited_idle = True
+                    self.shutdown.requested.set()  # the intake stops taking work, as on a stop signal
+                    return None
 
     def _run_batch(self, batch: list[J]) -> None:
         if self.shutdown.requested.is_set():
@@ -153,11 +176,13 @@ class Pipeline(Generic[J]):
                 self._put_back(job)
                 self._done.put(job)
             return
-        started = time.monotonic()
+        started = self.busy_since = time.monotonic()
         try:
             self._synthesize(batch)
         except Exception as exc:  # the jobs still reach the output stage, which fails them
             logger.error(f"synthesis stage error: {exc!r}", extra={"stage": "synthesis"})
+        finally:
+            self.busy_since = None
         seconds = time.monotonic() - started
         self._batch_s = seconds if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * seconds
         for job in batch:
@@ -183,6 +208,7 @@ class Pipeline(Generic[J]):
                 logger.error(f"could not finish a job: {exc!r}", extra={"stage": "output"})
             with self._cond:
                 self._held -= 1
+                self._last_active = time.monotonic()
                 if self._held == 0 and self._waiting:  # the last job is done: a stop signal may end the wait
                     self.shutdown.set_idle(True, interrupt=False)
                 self._cond.notify_all()

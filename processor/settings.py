@@ -65,4 +65,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(
         0, ge=0, le=256, description="Jobs per synthesis call; 0: 1 on CPU, 16 on a GPU (fewer if memory is short)."
     )
+    exit_when_idle_s: float = Field(
+        0.0, ge=0.0, description="Exit 0 after this many seconds without a job (0: never): a stopped pod stops billing."
+    )
+    metrics_port: int = Field(0, ge=0, le=65535, description="Serve /healthz and Prometheus /metrics here (0: off).")
     log_format: Literal["json", "text"] = Field("json", description="json: one object per line; text: for people.")

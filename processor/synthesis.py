@@ -64,6 +64,7 @@ class Synthesizer(Protocol):
     model_name: str
     sample_rate: int
     max_batch: int  # requests the worker may hand to one synthesize_batch call; 1 = no cross-job batching
+    device: str  # where it computes: "cpu", "cuda", "cuda:N"
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray: ...
 
@@ -160,6 +161,7 @@ class F5Synthesizer:
         self.model_name = model.name
         self.sample_rate = model.sample_rate
         self.max_batch = max_batch
+        self.device = model.device
         self.limit = BatchLimit(model.cfm, max_batch, memory_fraction)
         self._lock = threading.Lock()
         self._deadline: float | None = None

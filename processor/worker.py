@@ -6,8 +6,10 @@ are fetched and the previous jobs' audio uploaded while one synthesizes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,9 +23,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from processor.audio import VoicePrompt, encode, prepare_voice, remove_silence
 from processor.errors import F5BatchError, PermanentError, TransientError
+from processor.health import HealthReporter, StatusServer
 from processor.heartbeat import Heartbeat
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
+from processor.metrics import Metrics
 from processor.pipeline import Pipeline
 from processor.results import ErrorInfo, Result, Timings, job_key
 from processor.shutdown import Shutdown
@@ -98,18 +102,37 @@ class Worker:
     prefetch: int = 2
     lease_s: float = 300.0
     prepared: PreparedVoices = field(default_factory=PreparedVoices)
+    metrics: Metrics = field(default_factory=Metrics)
+    exit_when_idle_s: float = 0.0
+    health_path: Path | None = None  # the file `f5-batch health` reads; None: not written
+    metrics_port: int = 0  # 0: no /healthz and /metrics
+    exited_idle: bool = False
 
     def run(self, *, once: bool, shutdown: Shutdown | None = None) -> int:
-        """Process manifests until the inbox is empty (`once`), forever, or a stop signal; returns jobs taken."""
+        """Process manifests until the inbox is empty (`once`), forever, idle too long or a stop; returns jobs taken."""
         shutdown = shutdown or Shutdown(grace_s=0)
         pipeline = Pipeline(self._synthesize, self._complete, self._put_back, shutdown,
-                            max_batch=self.synthesizer.max_batch, prefetch=self.prefetch, lease_s=self.lease_s)
+                            max_batch=self.synthesizer.max_batch, prefetch=self.prefetch, lease_s=self.lease_s,
+                            exit_when_idle_s=self.exit_when_idle_s)
         taken: list[str] = []
         try:
-            pipeline.run(lambda p: self._take(p, once, shutdown, taken))
+            with self._reporting(pipeline):
+                pipeline.run(lambda p: self._take(p, once, shutdown, taken))
         finally:
             shutdown.cancel()
+        self.exited_idle = pipeline.exited_idle
         return len(taken)
+
+    def _reporting(self, pipeline: Pipeline[Job]) -> contextlib.ExitStack:
+        """The health file and the status port, for as long as the worker runs."""
+        stack = contextlib.ExitStack()
+        reporter = HealthReporter(self.health_path or Path(os.devnull), lambda: pipeline.busy_since,
+                                  stuck_after_s=self.job_timeout_s + 60)
+        if self.health_path is not None:
+            stack.enter_context(reporter)
+        if self.metrics_port:
+            stack.enter_context(StatusServer(self.metrics_port, self.metrics, reporter))
+        return stack
 
     def _take(self, pipeline: Pipeline[Job], once: bool, shutdown: Shutdown, taken: list[str]) -> None:
         """The intake thread: claim leases while there is room, until the inbox is empty (`once`) or a stop."""
@@ -139,6 +162,7 @@ class Worker:
         job = Job(lease, JobLog(safe_id(lease.name)))
         job.log.event("claimed", f"claimed manifest {printable(lease.name, 1024)}")
         job.heartbeat = Heartbeat(lease, self.heartbeat_s).start()
+        self.metrics.job_started()
         job.unregister = shutdown.on_abandon(lease.release)
         pipeline.hold()
         self._guarded(job, self._prepare)
@@ -184,6 +208,7 @@ class Worker:
             if self.retry.max_attempts <= job.attempts:
                 raise outcome
             job.log.event("retry", f"transient failure, retrying: {outcome}", logging.WARNING, attempt=job.attempts)
+            self.metrics.retried()
             self._retried(job, self._synthesize_alone, used=job.attempts)
         elif isinstance(outcome, F5BatchError):
             raise outcome
@@ -210,6 +235,7 @@ class Worker:
         self._end_lease(job)
 
     def _end_lease(self, job: Job) -> None:
+        self._count(job)
         if job.outcome == SKIP:
             job.lease.ack()
         elif job.outcome == REDELIVER:
@@ -220,6 +246,14 @@ class Worker:
         else:
             assert isinstance(job.outcome, Result)
             self._finish(job, job.outcome)
+
+    def _count(self, job: Job) -> None:
+        if isinstance(job.outcome, Result):
+            audio_s = job.outcome.duration_s or 0.0
+            self.metrics.job_ended(job.outcome.status, job.timings.model_dump(), audio_s)
+        else:
+            status = {SKIP: "skipped", REDELIVER: "redelivered", PUT_BACK: "released"}
+            self.metrics.job_ended(status.get(str(job.outcome), "unknown"))
 
     def _put_back(self, job: Job) -> None:
         job.outcome = PUT_BACK
@@ -247,10 +281,8 @@ class Worker:
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self.retry.max_attempts - used),
             wait=wait_exponential_jitter(initial=self.retry.initial_s, max=self.retry.max_s),
-            before_sleep=lambda state: job.log.event(
-                "retry", f"transient failure, retrying: {state.outcome.exception() if state.outcome else ''}",
-                logging.WARNING, attempt=used + state.attempt_number,
-            ),
+            before_sleep=lambda state: self._log_retry(job, state.outcome.exception() if state.outcome else None,
+                                                       used + state.attempt_number),
             reraise=True,
         )
         for attempt in retrying:
@@ -258,6 +290,10 @@ class Worker:
                 job.attempts = max(job.attempts, used + attempt.retry_state.attempt_number)
                 return step(job)
         raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def _log_retry(self, job: Job, error: BaseException | None, attempt: int) -> None:
+        job.log.event("retry", f"transient failure, retrying: {error or ''}", logging.WARNING, attempt=attempt)
+        self.metrics.retried()
 
     def _fetch_voice(self, job: Job) -> SynthesisRequest:
         manifest = job.manifest

@@ -426,6 +426,7 @@ class NoSynthesizer:
     model_name = "none"
     sample_rate = 24000
     max_batch = 1
+    device = "cpu"
 
     def synthesize(self, request: object) -> np.ndarray:
         raise AssertionError("a manifest that fails to parse is never synthesized")

@@ -287,6 +287,16 @@ def f5_batch(endpoint: Endpoint, *args: str, timeout: float = 300,
                           text=True, timeout=timeout, check=False)
 
 
+def test_bootstrap_creates_buckets_outside_us_east_1(moto_endpoint: Endpoint) -> None:
+    region = {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1"}
+    name = unique_name("eu-inbox")
+    boot = f5_batch(moto_endpoint, "bootstrap", "--queue-name", unique_name("eu-jobs"), "--inbox", f"s3://{name}/in/",
+                    "--create-buckets", "--s3-path-style", env=region)
+    assert boot.returncode == 0, boot.stderr
+    location = moto_endpoint.client("s3").get_bucket_location(Bucket=name)["LocationConstraint"]
+    assert location == "eu-west-1"
+
+
 def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint, tmp_path: Path,
                                                          tiny_volume: Volume) -> None:
     name, out_bucket = unique_name("inbox"), unique_name("outbox")

@@ -154,6 +154,14 @@ def test_stdout_is_json_lines_with_job_and_stage(batch: Run) -> None:
     assert any(e.get("stage") == "finished" and e.get("job") == "flac-job" for e in events)
 
 
+def test_log_jsonl_holds_the_same_events_as_stdout(batch: Run) -> None:
+    printed = [json.loads(line) for line in batch.stdout.splitlines() if line.startswith("{")]
+    for name in ("plain", "missing-voice"):
+        for event in map(json.loads, (batch.outbox / job_id(name) / "log.jsonl").read_text().splitlines()):
+            same = {k: v for k, v in event.items() if k != "ts"}
+            assert any(same.items() <= e.items() for e in printed), event
+
+
 def test_nothing_written_outside_the_outbox_and_processing_files_removed(batch: Run) -> None:
     assert sorted(p.name for p in batch.outbox.iterdir()) == sorted(job_id(n) for n in [*GOOD, *BAD])
     assert [p for p in batch.processing.rglob("*") if p.is_file()] == []

@@ -175,6 +175,12 @@ class SqsInbox:
             for _ in jobs[handed_out:]:  # closed early (shutdown): the rest is redelivered at once
                 message.settle(retry_delay_s=0)
 
+    def depth(self) -> int:
+        """Messages waiting to be received (approximate, as SQS reports it): what scales the pods."""
+        attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url,
+                                                 AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
     def read_body(self, job: ObjectRef | InlineManifest | InvalidMessage) -> bytes:
         if isinstance(job, InvalidMessage):
             raise job

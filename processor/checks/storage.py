@@ -1,0 +1,177 @@
+"""Inbox, outbox and queue: reachable with the configured endpoint and credentials, and set up safely.
+
+Each probe makes the calls the worker itself makes, so that a least-privilege
+policy (docs/iam-policy.json) passes: an S3 inbox scanned by the worker is listed
+and gets a probe lease under `.leases/` (what it writes there); an inbox fed by a
+queue is only listed (the worker only reads it); the outbox gets a probe object,
+deleted afterwards where the credentials allow (the worker never deletes there).
+Probes use short timeouts and two attempts, so an unreachable endpoint fails in
+seconds and is named.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from processor.app import check_no_loop
+from processor.aws import S3Location, is_s3_url, make_client
+from processor.checks import PROBE_NAME, Context, Verdict, failed, passed, probe_file, warned
+from processor.errors import F5BatchError
+from processor.logs import redact
+from processor.retries import CallRetry, error_code, http_status
+from processor.settings import Settings
+from processor.storage.s3_inbox import LEASES
+
+PROBE_CONNECT_S = 3.0
+PROBE_READ_S = 10.0
+PROBE_RETRY = CallRetry(max_attempts=2, initial_s=0.2, max_s=1.0, total_s=15.0)
+PROBE_BODY = b"f5-batch doctor probe: safe to delete\n"
+POLICY = "docs/iam-policy.json"
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
+# ("we don't recommend setting maxReceiveCount to 1"): one failed receive would dead-letter a job.
+MIN_RECEIVE_COUNT = 2
+
+
+def probe_client(service: str, settings: Settings) -> Any:
+    """The worker's client configuration (endpoint, credentials, addressing), with the probe's short timeouts."""
+    return make_client(service, path_style=settings.s3_path_style, connect_timeout_s=PROBE_CONNECT_S,
+                       read_timeout_s=PROBE_READ_S)
+
+
+def aws_failure(exc: Exception, client: Any, what: str) -> tuple[str, str]:
+    """What went wrong and what to do, naming the endpoint: the operator's first question when a pod cannot connect."""
+    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError
+
+    where = client.meta.endpoint_url if client is not None else "the AWS endpoint"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return (f"no usable AWS credentials for {where}: {exc}",
+                "give the pod credentials through the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(on RunPod as pod environment variables or secrets), AWS_PROFILE, or an instance role")
+    if isinstance(exc, NoRegionError):
+        return "no AWS region configured", "set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the bucket/queue"
+    status, code = http_status(exc), error_code(exc)
+    if status in (401, 403):
+        return (f"{code} (HTTP {status}) from {where}",
+                f"give the pod's credentials the permissions in {POLICY} for {what}")
+    if status == 404 or "NoSuch" in code or "NonExistent" in code:
+        return (f"{code} (HTTP {status or '-'}) from {where}",
+                f"create {what} (f5-batch bootstrap creates the queue and, with --create-buckets, the buckets) "
+                f"or fix its name")
+    if status:
+        return f"{code} (HTTP {status}) from {where}", f"the endpoint answered with an error: check {where}'s status"
+    return (redact(f"cannot reach {where}: {type(exc).__name__}: {exc}"),
+            "check the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS), the region and the "
+            "pod's network")
+
+
+def client_of(ctx: Context, service: str) -> Any:
+    """The context's client for `service`, or None when building it failed (the probe then reports why)."""
+    try:
+        return ctx.s3 if service == "s3" else ctx.sqs
+    except Exception:
+        return None
+
+
+def not_in_inbox(ctx: Context) -> Verdict:
+    try:
+        check_no_loop(ctx.settings)
+    except F5BatchError as exc:
+        return failed(str(exc), "give the outbox its own bucket or a prefix outside the inbox's (F5B_OUTBOX)")
+    return passed(f"outbox {ctx.settings.outbox} is outside inbox {ctx.settings.inbox}")
+
+
+def inbox(ctx: Context) -> Verdict:
+    where = ctx.settings.inbox
+    if not is_s3_url(where):
+        return local_folder(ctx, Path(where), "F5B_INBOX (or --inbox)")
+    location = S3Location.parse(where)
+    key = location.key(LEASES + PROBE_NAME)
+    try:
+        s3 = ctx.s3
+        PROBE_RETRY.call("doctor list inbox", lambda: s3.list_objects_v2(
+            Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1))
+        if ctx.settings.queue:
+            return passed(f"listed {where} (jobs come from the queue: the worker only reads the inbox)")
+        put_and_delete(s3, location.bucket, key)
+    except Exception as exc:
+        return probe_failed(exc, client_of(ctx, "s3"), where, f"the inbox bucket {location.bucket}")
+    return passed(f"listed {where}, wrote and deleted s3://{location.bucket}/{key}")
+
+
+def outbox(ctx: Context) -> Verdict:
+    where = ctx.settings.outbox
+    if not is_s3_url(where):
+        return local_folder(ctx, Path(where), "F5B_OUTBOX (or --outbox)")
+    location = S3Location.parse(where)
+    key = location.key(PROBE_NAME)
+    try:
+        s3 = ctx.s3
+        PROBE_RETRY.call("doctor put outbox", lambda: s3.put_object(Bucket=location.bucket, Key=key, Body=PROBE_BODY))
+        PROBE_RETRY.call("doctor delete outbox", lambda: s3.delete_object(Bucket=location.bucket, Key=key))
+    except Exception as exc:
+        if http_status(exc) in (401, 403) and "delete" in str(getattr(exc, "operation_name", "")).lower():
+            return passed(f"wrote s3://{location.bucket}/{key} and left it there: no s3:DeleteObject, which the "
+                          f"worker does not need")
+        return probe_failed(exc, client_of(ctx, "s3"), where, f"the outbox bucket {location.bucket}")
+    return passed(f"wrote and deleted s3://{location.bucket}/{key}")
+
+
+def probe_failed(exc: Exception, client: Any, where: str, what: str) -> Verdict:
+    detail, hint = aws_failure(exc, client, what)
+    return failed(f"{where}: {detail}", hint)
+
+
+def put_and_delete(s3: Any, bucket: str, key: str) -> None:
+    PROBE_RETRY.call("doctor put probe", lambda: s3.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY))
+    PROBE_RETRY.call("doctor delete probe", lambda: s3.delete_object(Bucket=bucket, Key=key))
+
+
+def local_folder(ctx: Context, folder: Path, setting: str) -> Verdict:
+    try:
+        probe_file(folder, ctx.identity)
+    except OSError as exc:
+        return failed(f"cannot write to {folder}: {exc.strerror or exc}",
+                      f"make {folder} writable for this user, or set {setting} to a writable folder or s3:// URL")
+    return passed(f"created and deleted a file in {folder.resolve()}")
+
+
+def queue_attributes(ctx: Context) -> dict[str, str]:
+    sqs, url = ctx.sqs, ctx.settings.queue
+    response = PROBE_RETRY.call("doctor queue attributes", lambda: sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]))
+    attributes: dict[str, str] = response.get("Attributes", {})
+    return attributes
+
+
+def queue(ctx: Context) -> Verdict:
+    url = ctx.settings.queue
+    if not url:
+        return passed("no queue configured (F5B_QUEUE): jobs come from the inbox")
+    try:
+        attributes = queue_attributes(ctx)
+    except Exception as exc:
+        return probe_failed(exc, client_of(ctx, "sqs"), url, f"the queue {url}")
+    return passed(f"{url} answers (visibility timeout {attributes.get('VisibilityTimeout', '?')} s; "
+                  f"the worker sets its own per receive)")
+
+
+def redrive(ctx: Context) -> Verdict:
+    """Without a dead-letter queue a message that kills workers comes back forever."""
+    if not ctx.settings.queue:
+        return passed("no queue configured: nothing to redrive")
+    policy = queue_attributes(ctx).get("RedrivePolicy")
+    bootstrap = f"f5-batch bootstrap --queue-name {ctx.settings.queue.rstrip('/').rpartition('/')[2]}"
+    if not policy:
+        return failed("the queue has no RedrivePolicy: a message that keeps failing (or crashing workers) is "
+                      "delivered again and again",
+                      f"{bootstrap} (adds the dead-letter queue <name>-dlq and the RedrivePolicy; keep your "
+                      f"--inbox and other flags)")
+    parsed = json.loads(policy)
+    count = int(parsed.get("maxReceiveCount", 0))
+    target = parsed.get("deadLetterTargetArn", "?")
+    if count < MIN_RECEIVE_COUNT:
+        return warned(f"maxReceiveCount is {count}: one interrupted delivery sends a job to {target}",
+                      f"{bootstrap} --max-receive-count 5")
+    return passed(f"dead letters go to {target} after {count} receives")
