@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from processor.metrics import Metrics
+from processor.storage.local import pid_alive
 
 HEALTH_FILE = "health.json"
 BEAT_S = 5.0
@@ -79,23 +80,12 @@ def check(path: Path, stale_s: float = STALE_S) -> tuple[bool, str]:
     age = time.time() - float(status.get("updated", 0))
     if age > stale_s:
         return False, f"health file not updated for {age:.0f} s: the worker is frozen or gone"
-    if not _alive(int(status.get("pid", 0))):
+    pid = int(status.get("pid", 0))
+    if pid <= 0 or not pid_alive(pid):  # pid 0 would address our own process group
         return False, f"the worker (pid {status.get('pid')}) is not running"
     if not status.get("healthy"):
         return False, f"unhealthy: {status.get('reason')}"
     return True, f"healthy (pid {status['pid']}, updated {age:.0f} s ago)"
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StatusServer:
