@@ -36,6 +36,12 @@ def job_text(i: int) -> str:
     return TEXTS[i % len(TEXTS)]
 
 
+def manifests(count: int, steps: int) -> list[dict[str, Any]]:
+    """`count` jobs in the example voice, each with its own text and seed."""
+    return [{"text": job_text(i), "voice": "voices/narrator.wav", "voice_text": VOICE_TEXT,
+             "nfe_step": steps, "seed": i} for i in range(count)]
+
+
 def machine() -> str:
     """One line that says where the numbers come from."""
     import torch

@@ -69,11 +69,6 @@ class Silence:
         return [self.synthesize(r) for r in requests]
 
 
-def manifests(count: int, steps: int) -> list[dict[str, Any]]:
-    return [{"text": common.job_text(i), "voice": "voices/narrator.wav", "voice_text": common.VOICE_TEXT,
-             "nfe_step": steps, "seed": i} for i in range(count)]
-
-
 def pure_synthesis(synthesizer: Synthesizer, jobs: list[dict[str, Any]], tmp: Path) -> tuple[float, dict[str, int]]:
     # Keyed like the worker's prepared voices, so both sides reuse the voice's features alike.
     voice = prepare_voice(common.VOICE, common.VOICE_TEXT, tmp, key="bench-voice")
@@ -112,7 +107,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=32, help="sampling steps per job (F5-TTS's default: 32)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    jobs = manifests(args.jobs, args.steps)
+    jobs = common.manifests(args.jobs, args.steps)
     common.use_test_helpers()  # the suite's loopback servers
     from aws_servers import moto_server
     from scenarios import queue_setup

@@ -65,11 +65,6 @@ def f5tts_config_name(folder: ModelFolder) -> str:
     return Path(random_arch).stem if random_arch else folder.name
 
 
-def manifests(count: int, steps: int) -> list[dict[str, Any]]:
-    return [{"text": common.job_text(i), "voice": "voices/narrator.wav", "voice_text": common.VOICE_TEXT,
-             "nfe_step": steps, "seed": i} for i in range(count)]
-
-
 def run_upstream(f5: Any, jobs: list[dict[str, Any]], out: Path) -> tuple[float, float]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -129,7 +124,7 @@ def main() -> int:
         synthesizer = load_synthesizer(settings)
         device = synthesizer.model.device  # type: ignore[attr-defined]
         f5 = upstream(folder, device)
-        jobs = manifests(args.jobs, args.steps)
+        jobs = common.manifests(args.jobs, args.steps)
         run_upstream(f5, jobs[:1], tmp / "warm-up")
         run_worker(settings.model_copy(update={"outbox": str(tmp / "warm-up-out")}), synthesizer, jobs[:1], tmp)
         (tmp / "inbox").mkdir(exist_ok=True)

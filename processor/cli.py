@@ -90,11 +90,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def valid_settings(args: argparse.Namespace) -> Settings | None:
+    """The Settings of flags and environment, or None once what is invalid has been said."""
     try:
-        settings = settings_from(args)
+        return settings_from(args)
     except ValidationError as exc:
         print(f"f5-batch: invalid configuration:\n{exc}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = valid_settings(args)
+    if settings is None:
         return EXIT_USAGE
     from processor.app import build_worker
     from processor.logs import configure, logger
@@ -188,10 +195,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from(args)
-    except ValidationError as exc:
-        print(f"f5-batch: invalid configuration:\n{exc}", file=sys.stderr)
+    settings = valid_settings(args)
+    if settings is None:
         return EXIT_USAGE
     from processor.doctor import run_doctor
 
@@ -202,7 +207,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     from processor.health import check, health_file
 
-    settings = settings_from(args)
+    settings = valid_settings(args)
+    if settings is None:
+        return EXIT_USAGE
     healthy, why = check(health_file(settings.processing_dir))
     print(why)
     return EXIT_OK if healthy else EXIT_FAILED

@@ -173,8 +173,7 @@ class Pipeline(Generic[J]):
     def _run_batch(self, batch: list[J]) -> None:
         if self.shutdown.requested.is_set():
             for job in batch:  # not started: another worker takes them at once
-                self._put_back(job)
-                self._done.put(job)
+                self._give_back(job)
             return
         started = self.busy_since = time.monotonic()
         try:
@@ -195,8 +194,12 @@ class Pipeline(Generic[J]):
             except queue.Empty:
                 return
             if job is not None:
-                self._put_back(job)
-                self._done.put(job)
+                self._give_back(job)
+
+    def _give_back(self, job: J) -> None:
+        """A job claimed but not started when the worker stops: the output stage releases its lease."""
+        self._put_back(job)
+        self._done.put(job)
 
     # --- output side ---------------------------------------------------------------------------
 

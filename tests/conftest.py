@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from processor.model import build_tiny
+from processor.settings import Settings
 from processor.storage.volume import ModelFolder, Volume
 
 pytest_plugins = ["aws_servers"]  # loopback moto and SeaweedFS servers, started once per session
@@ -44,6 +45,21 @@ def write_manifest(folder: Path, name: str, data: dict[str, Any] | str | bytes) 
     else:
         path.write_text(data if isinstance(data, str) else json.dumps(data))
     return path
+
+
+def inbox_with_voice(tmp: Path) -> Path:
+    """`tmp/inbox` holding the example voice, as manifests from `manifest()` expect it."""
+    inbox = tmp / "inbox"
+    (inbox / "voices").mkdir(parents=True)
+    (inbox / "voices" / "narrator.wav").write_bytes(VOICE.read_bytes())
+    return inbox
+
+
+def local_settings(tmp: Path, volume: Volume, **fields: Any) -> Settings:
+    """A CPU worker on the tiny model with its inbox, outbox and processing folder under `tmp`."""
+    return Settings.model_validate({"inbox": str(tmp / "inbox"), "outbox": str(tmp / "outbox"),
+                                    "volume": volume.root, "model": "tiny", "device": "cpu",
+                                    "processing_dir": tmp / "processing", **fields})
 
 
 def manifest(text: str = "Hello there. This is a test.", **fields: Any) -> dict[str, Any]:

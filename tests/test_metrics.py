@@ -16,10 +16,9 @@ from typing import Any
 
 from processor.app import build_worker
 from processor.health import HealthReporter, check
-from processor.settings import Settings
 from processor.storage.volume import Volume
 
-from conftest import REPO, VOICE, manifest, run_cli, write_manifest
+from conftest import REPO, inbox_with_voice, local_settings, manifest, run_cli, write_manifest
 
 
 def free_port() -> int:
@@ -27,19 +26,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def settings_for(tmp: Path, volume: Volume, **fields: Any) -> Settings:
-    return Settings.model_validate({"inbox": str(tmp / "inbox"), "outbox": str(tmp / "outbox"),
-                                    "volume": volume.root, "model": "tiny", "device": "cpu",
-                                    "processing_dir": tmp / "processing", **fields})
-
-
-def inbox_with_voice(tmp: Path) -> Path:
-    inbox = tmp / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    (inbox / "voices" / "narrator.wav").write_bytes(VOICE.read_bytes())
-    return inbox
 
 
 def samples(text: str) -> dict[str, float]:
@@ -63,7 +49,7 @@ def test_metrics_after_a_few_jobs_match_the_outbox(tmp_path: Path, tiny_volume: 
         write_manifest(inbox, f"good-{i}", manifest("Hi there.", nfe_step=2))
     write_manifest(inbox, "bad-voice", manifest("Hi there.", voice="voices/missing.wav"))
     port = free_port()
-    worker = build_worker(settings_for(tmp_path, tiny_volume, metrics_port=port, exit_when_idle_s=3))
+    worker = build_worker(local_settings(tmp_path, tiny_volume, metrics_port=port, exit_when_idle_s=3))
     scraped: dict[str, Any] = {}
 
     def scrape_while_idle() -> None:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
 
 from processor.app import build_worker
 from processor.pipeline import Pipeline
-from processor.settings import Settings
 from processor.shutdown import Shutdown
 from processor.storage.volume import Volume
 
-from conftest import VOICE, manifest, write_manifest
+from conftest import VOICE, inbox_with_voice, local_settings, manifest, write_manifest
 
 LONG = " ".join(["This sentence keeps the synthesizer busy for a little while."] * 4)
-
-
-def settings_for(tmp: Path, volume: Volume, **fields: Any) -> Settings:
-    return Settings(inbox=str(tmp / "inbox"), outbox=str(tmp / "outbox"), volume=volume.root, model="tiny",
-                    device="cpu", processing_dir=tmp / "processing", **fields)
 
 
 def events(tmp: Path, job: str) -> dict[str, float]:
@@ -31,19 +24,12 @@ def events(tmp: Path, job: str) -> dict[str, float]:
     return {e["stage"]: e["ts"] for e in map(json.loads, lines)}
 
 
-def inbox_with_voice(tmp: Path) -> Path:
-    inbox = tmp / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    (inbox / "voices" / "narrator.wav").write_bytes(VOICE.read_bytes())
-    return inbox
-
-
 def test_the_next_job_is_claimed_and_its_voice_ready_while_one_synthesizes(tmp_path: Path,
                                                                             tiny_volume: Volume) -> None:
     inbox = inbox_with_voice(tmp_path)
     write_manifest(inbox, "a-long", manifest(LONG, nfe_step=16))
     write_manifest(inbox, "b-next", manifest("Hi there.", nfe_step=2))
-    assert build_worker(settings_for(tmp_path, tiny_volume)).run(once=True) == 2
+    assert build_worker(local_settings(tmp_path, tiny_volume)).run(once=True) == 2
     a, b = events(tmp_path, "a-long"), events(tmp_path, "b-next")
     assert b["claimed"] < a["synthesized"] and b["fetched"] < a["synthesized"], (a, b)
 
@@ -53,7 +39,7 @@ def test_without_prefetch_a_job_is_claimed_only_after_the_previous_one_is_done(t
     inbox = inbox_with_voice(tmp_path)
     write_manifest(inbox, "a-long", manifest(LONG, nfe_step=16))
     write_manifest(inbox, "b-next", manifest("Hi there.", nfe_step=2))
-    assert build_worker(settings_for(tmp_path, tiny_volume, prefetch=0)).run(once=True) == 2
+    assert build_worker(local_settings(tmp_path, tiny_volume, prefetch=0)).run(once=True) == 2
     a, b = events(tmp_path, "a-long"), events(tmp_path, "b-next")
     assert b["claimed"] >= a["finished"], (a, b)
 
@@ -62,7 +48,7 @@ def test_a_voice_shared_by_many_jobs_is_fetched_and_prepared_once(tmp_path: Path
     inbox = inbox_with_voice(tmp_path)
     for i in range(4):
         write_manifest(inbox, f"same-{i}", manifest("Hi there.", nfe_step=2))
-    worker = build_worker(settings_for(tmp_path, tiny_volume))
+    worker = build_worker(local_settings(tmp_path, tiny_volume))
     assert worker.run(once=True) == 4
     assert (worker.prepared.misses, worker.prepared.hits) == (1, 3)
 
@@ -93,7 +79,7 @@ def test_held_jobs_never_exceed_the_limit(tmp_path: Path, tiny_volume: Volume) -
     inbox = inbox_with_voice(tmp_path)
     for i in range(6):
         write_manifest(inbox, f"job-{i}", manifest("Hi there.", nfe_step=2))
-    worker = build_worker(settings_for(tmp_path, tiny_volume, prefetch=1))
+    worker = build_worker(local_settings(tmp_path, tiny_volume, prefetch=1))
     claims = inbox / ".claims"
     most = 0
     done = threading.Event()
