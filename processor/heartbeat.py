@@ -19,11 +19,12 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Returns once no beat can happen any more: from then on only the caller touches the lease."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Returns once no beat can happen any more (or after `timeout_s`): from then on only the caller
+        touches the lease."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout_s)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -5,6 +5,12 @@ one finishes its job if it can within the grace period. Whatever it cannot
 finish it releases (SQS visibility to 0, S3 lease deleted, local claim returned)
 so another worker takes it at once, then exits 0. A second signal skips the
 wait: release, exit 0.
+
+A claim is the one moment a lease exists that no abandon hook knows of yet: the
+source has made the message invisible (or written the lease) but its job is not
+registered. `claiming()` marks that moment, and `abandon` waits for it to end, so
+a stop in the middle of a claim releases the claimed job instead of leaving it
+invisible for a whole visibility timeout.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 from processor.logs import logger
+
+CLAIM_WAIT_S = 3.0  # longest wait for a claim in progress at abandon; a long poll on an empty queue holds nothing
 
 
 class ShutdownRequested(Exception):
@@ -30,6 +39,7 @@ class Shutdown:
         self._idle = threading.Event()
         self._abandon_hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()
         self._exit = exit
         self._timer: threading.Timer | None = None
 
@@ -54,6 +64,12 @@ class Shutdown:
         with self._lock:
             self._abandon_hooks.append(hook)
         return lambda: self._remove(hook)
+
+    @contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Around taking a lease from a source and registering (or releasing) it: `abandon` waits for it."""
+        with self._claiming:
+            yield
 
     def _remove(self, hook: Callable[[], None]) -> None:
         with self._lock:
@@ -80,16 +96,22 @@ class Shutdown:
         logger.warning("grace period over: releasing in-flight work and leaving", extra={"stage": "shutdown"})
         self.abandon()
 
-    def abandon(self) -> None:
-        with self._lock:
-            hooks = list(self._abandon_hooks)
-        for hook in hooks:
-            try:
-                hook()
-            except Exception as exc:  # leaving anyway: the lease expires on its own
-                logger.error(f"could not release in-flight work: {exc}", extra={"stage": "shutdown"})
-        sys.stdout.flush()
-        self._exit(0)
+    def abandon(self, claim_wait_s: float = CLAIM_WAIT_S) -> None:
+        self.requested.set()  # a claim that completes now is released by its taker, not handed on
+        claimed = self._claiming.acquire(timeout=claim_wait_s)
+        try:
+            with self._lock:
+                hooks = list(self._abandon_hooks)
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception as exc:  # leaving anyway: the lease expires on its own
+                    logger.error(f"could not release in-flight work: {exc}", extra={"stage": "shutdown"})
+            sys.stdout.flush()
+            self._exit(0)
+        finally:  # only reached when `exit` returns (tests)
+            if claimed:
+                self._claiming.release()
 
     def cancel(self) -> None:
         if self._timer is not None:

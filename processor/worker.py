@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ from processor.voices import PreparedVoices, voice_key
 SKIP = "skip"  # a result exists: acknowledge without running
 REDELIVER = "redeliver"  # transient failure with deliveries left: let the source deliver it again
 PUT_BACK = "put_back"  # claimed but not started when the worker was told to stop: release it at once
+ABANDON_WAIT_S = 2.0  # at abandon, longest wait for a job's heartbeat or its lease's end under way
 Outcome = Result | str
 T = TypeVar("T")
 
@@ -74,6 +76,9 @@ class Job:
     outcome: Outcome | None = None
     heartbeat: Heartbeat | None = None
     unregister: Callable[[], None] = lambda: None
+    # The lease ends once: by its outcome (output thread) or released at abandon (timer or signal).
+    ending: threading.Lock = field(default_factory=threading.Lock)
+    ended: bool = False
 
     @property
     def id(self) -> str:
@@ -137,34 +142,43 @@ class Worker:
     def _take(self, pipeline: Pipeline[Job], once: bool, shutdown: Shutdown, taken: list[str]) -> None:
         """The intake thread: claim leases while there is room, until the inbox is empty (`once`) or a stop."""
         leases = self.inbox.leases(once=once, stop=shutdown.requested)
+        # At abandon: what the source received but has not handed out yet goes back too.
+        forget = shutdown.on_abandon(lambda: leases.close())
         try:
             while pipeline.wait_for_room():
                 in_flight = pipeline.held
-                lease = next(leases, None)
-                if lease is None and once and in_flight:
+                with shutdown.claiming():
+                    lease = next(leases, None)
+                    if lease is not None and shutdown.requested.is_set():
+                        lease.release()
+                        return
+                    job = None if lease is None else self._claim(lease, pipeline, shutdown)
+                if job is None and once and in_flight:
                     # A job in flight while the inbox looked empty may have gone back to it: look again.
                     pipeline.drain()
                     leases.close()
                     leases = self.inbox.leases(once=once, stop=shutdown.requested)
                     continue
-                if lease is None:
+                if job is None:
                     return
-                if shutdown.requested.is_set():
-                    lease.release()
-                    return
-                self._intake(lease, pipeline, shutdown)
-                taken.append(lease.name)
+                taken.append(job.lease.name)
+                self._intake(job, pipeline)
         finally:
+            forget()
             leases.close()  # releases what the source claimed but did not hand out
 
-    def _intake(self, lease: Lease, pipeline: Pipeline[Job], shutdown: Shutdown) -> None:
-        """Claim: keep the lease alive from now on, and make the job ready for synthesis."""
+    def _claim(self, lease: Lease, pipeline: Pipeline[Job], shutdown: Shutdown) -> Job:
+        """From here on the lease is kept alive, and released if the worker must leave mid-job."""
         job = Job(lease, JobLog(safe_id(lease.name)))
+        job.unregister = shutdown.on_abandon(partial(self._abandon, job))
+        pipeline.hold()
         job.log.event("claimed", f"claimed manifest {printable(lease.name, 1024)}")
         job.heartbeat = Heartbeat(lease, self.heartbeat_s).start()
         self.metrics.job_started()
-        job.unregister = shutdown.on_abandon(lease.release)
-        pipeline.hold()
+        return job
+
+    def _intake(self, job: Job, pipeline: Pipeline[Job]) -> None:
+        """Make the claimed job ready for synthesis."""
         self._guarded(job, self._prepare)
         if job.outcome is None:
             pipeline.to_synthesis(job)
@@ -231,8 +245,24 @@ class Worker:
                 job.heartbeat.stop()  # from here on, only this thread touches the lease
             if job.scratch is not None:
                 self.workdir.remove(job.scratch)
-            job.unregister()
-        self._end_lease(job)
+        with job.ending:
+            if not job.ended:
+                job.ended = True
+                self._end_lease(job)
+        job.unregister()
+
+    def _abandon(self, job: Job) -> None:
+        """The worker leaves mid-job: release the lease, unless its end (e.g. the result write) is under way."""
+        if job.heartbeat is not None:
+            job.heartbeat.stop(ABANDON_WAIT_S)  # a beat landing after the release would hide the job again
+        if not job.ending.acquire(timeout=ABANDON_WAIT_S):
+            return
+        try:
+            if not job.ended:
+                job.ended = True
+                job.lease.release()
+        finally:
+            job.ending.release()
 
     def _end_lease(self, job: Job) -> None:
         self._count(job)

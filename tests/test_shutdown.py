@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from processor.app import build_worker
+from processor.shutdown import Shutdown
+from processor.storage import Inbox, Lease, Outbox
 from processor.storage.volume import Volume
 
 from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest, run_cli, write_manifest
+from conftest import REPO, VOICE, local_settings, manifest, run_cli, write_manifest
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 
@@ -127,3 +134,69 @@ def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endp
     assert result["status"] == "succeeded"
     assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
         "ApproximateNumberOfMessages"] == "0"
+
+
+class ClaimOnTheWire:
+    """A local inbox whose claims take a while to come back, as a receive over a slow network does."""
+
+    def __init__(self, inbox: Inbox, delay_s: float) -> None:
+        self.inbox, self.delay_s = inbox, delay_s
+        self.claimed = threading.Event()
+
+    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[Lease, None, None]:
+        with contextlib.closing(self.inbox.leases(once=once, stop=stop)) as leases:
+            for lease in leases:
+                self.claimed.set()  # the source holds the lease; the worker does not know it yet
+                time.sleep(self.delay_s)
+                yield lease
+
+
+def test_a_claim_in_progress_when_the_grace_runs_out_is_released_before_exit(tmp_path: Path, inbox: Path,
+                                                                             tiny_volume: Volume) -> None:
+    write_manifest(inbox, "on-the-wire", manifest("Hello there.", nfe_step=2))
+    worker = build_worker(local_settings(tmp_path, tiny_volume))
+    source = worker.inbox = ClaimOnTheWire(worker.inbox, delay_s=0.5)
+    claims_at_exit: list[list[str]] = []
+    shutdown = Shutdown(0, exit=lambda code: claims_at_exit.append([p.name for p in (inbox / ".claims").glob("*")]))
+    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
+    running.start()
+    assert source.claimed.wait(60)
+    shutdown.requested.set()  # SIGTERM, then the grace runs out mid-claim
+    shutdown.abandon()  # here `exit` only records what was still claimed
+    running.join(60)
+    assert claims_at_exit == [[]], "the claim was returned before the process left"
+    assert (inbox / "on-the-wire.json").exists()
+
+
+class SlowResults:
+    """An outbox whose result writes take a while: the grace period can run out in the middle of one."""
+
+    def __init__(self, outbox: Outbox, delay_s: float) -> None:
+        self.outbox, self.delay_s = outbox, delay_s
+        self.writing = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox, name)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        self.writing.set()
+        time.sleep(self.delay_s)
+        return self.outbox.put_if_absent(key, data)
+
+
+def test_a_job_whose_result_is_being_written_at_abandon_is_finished_not_lost(tmp_path: Path, inbox: Path,
+                                                                            tiny_volume: Volume) -> None:
+    write_manifest(inbox, "finishing", manifest("Hello there.", nfe_step=2))
+    worker = build_worker(local_settings(tmp_path, tiny_volume))
+    outbox = worker.outbox = SlowResults(worker.outbox, delay_s=0.5)
+    at_exit: list[tuple[list[str], bool]] = []
+    result = tmp_path / "outbox" / "finishing" / "result.json"
+    shutdown = Shutdown(0, exit=lambda code: at_exit.append(
+        ([p.name for p in (inbox / ".claims").glob("*")], result.exists())))
+    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
+    running.start()
+    assert outbox.writing.wait(120)
+    shutdown.requested.set()
+    shutdown.abandon()
+    running.join(60)
+    assert at_exit == [([], True)], "the result was written and the manifest acknowledged before the exit"
