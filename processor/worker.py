@@ -165,7 +165,8 @@ class Worker:
                 self._intake(job, pipeline)
         finally:
             forget()
-            leases.close()  # releases what the source claimed but did not hand out
+            with shutdown.claiming():  # never alongside abandon's own close of the same generator
+                leases.close()  # releases what the source claimed but did not hand out
 
     def _claim(self, lease: Lease, pipeline: Pipeline[Job], shutdown: Shutdown) -> Job:
         """From here on the lease is kept alive, and released if the worker must leave mid-job."""

@@ -81,6 +81,15 @@ def workers(count: int, args: list[str], env: dict[str, str], logs: Path) -> Ite
                 proc.wait(10)
 
 
+def log_tails(folder: Path, lines: int = 40) -> str:
+    """The last lines of every worker log under `folder`: what a failed scenario shows."""
+    parts = []
+    for log in sorted(folder.rglob("worker-*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.relative_to(folder)}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
 def wait_until(done: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -215,7 +224,8 @@ def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: in
             worker.send_signal(signum)
             worker.wait(60)
     with workers(2, args, worker_environment, tmp / "finishers"):
-        wait_until(results_present(s3, setup.outbox, "", names), 300)
+        # Well inside pytest's 300 s: a job hidden for the whole visibility must show as lost, with the logs.
+        wait_until(results_present(s3, setup.outbox, "", names), 150)
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
     return Outcome("", jobs, count, succeeded, failed, duplicates, lost)
 
