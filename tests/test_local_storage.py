@@ -163,13 +163,16 @@ def test_voice_is_copied_into_the_job_folder(tmp_path: Path) -> None:
         LocalVoices(tmp_path / "inbox").fetch("voices/none.wav", job)
 
 
-def test_job_scratch_folder_is_removed_even_on_failure(tmp_path: Path) -> None:
+def test_job_scratch_folders_are_fresh_and_removed_whole(tmp_path: Path) -> None:
+    """The worker's cleanup after failures too is covered end to end by tests/test_guards.py."""
     workdir = WorkDir(tmp_path)
     workdir.prepare()
-    with pytest.raises(RuntimeError), workdir.job("j1") as scratch:
-        (scratch / "big.bin").write_bytes(b"0" * 1000)
-        raise RuntimeError("boom")
-    assert list(workdir.mine.iterdir()) == []
+    first, second = workdir.create("j1"), workdir.create("j1")
+    assert first != second and first.parent == second.parent == workdir.mine
+    (first / "nested").mkdir()
+    (first / "nested" / "big.bin").write_bytes(b"0" * 1000)
+    workdir.remove(first)
+    assert list(workdir.mine.iterdir()) == [second]
 
 
 def test_scratch_folders_of_dead_workers_are_removed_at_start(tmp_path: Path) -> None:

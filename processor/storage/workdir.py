@@ -7,11 +7,9 @@ never fills with leftovers.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,15 +43,6 @@ class WorkDir:
     @staticmethod
     def remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def job(self, job_id: str) -> Iterator[Path]:
-        """A fresh folder for one job, removed afterwards whatever happened."""
-        path = self.create(job_id)
-        try:
-            yield path
-        finally:
-            self.remove(path)
 
     def ensure_free(self, needed_bytes: int) -> None:
         """Refuse to start a download the disk cannot hold; another pod (or later) may do better."""
