@@ -76,7 +76,6 @@ class Job:
     outcome: Outcome | None = None
     heartbeat: Heartbeat | None = None
     unregister: Callable[[], None] = lambda: None
-    # The lease ends once: by its outcome (output thread) or released at abandon (timer or signal).
     ending: threading.Lock = field(default_factory=threading.Lock)
     ended: bool = False
 
@@ -243,27 +242,19 @@ class Worker:
                 self._guarded(job, self._write)
         finally:
             if job.heartbeat is not None:
-                job.heartbeat.stop()  # from here on, only this thread touches the lease
+                job.heartbeat.stop()  # from here on, no beat can extend what the end settles
             if job.scratch is not None:
                 self.workdir.remove(job.scratch)
-        with job.ending:
-            if not job.ended:
-                job.ended = True
-                self._end_lease(job)
-        job.unregister()
+        try:
+            _end_once(job, self._end_lease)
+        finally:
+            job.unregister()
 
     def _abandon(self, job: Job) -> None:
         """The worker leaves mid-job: release the lease, unless its end (e.g. the result write) is under way."""
         if job.heartbeat is not None:
             job.heartbeat.stop(ABANDON_WAIT_S)  # a beat landing after the release would hide the job again
-        if not job.ending.acquire(timeout=ABANDON_WAIT_S):
-            return
-        try:
-            if not job.ended:
-                job.ended = True
-                job.lease.release()
-        finally:
-            job.ending.release()
+        _end_once(job, lambda job: job.lease.release(), wait_s=ABANDON_WAIT_S)
 
     def _end_lease(self, job: Job) -> None:
         self._count(job)
@@ -421,6 +412,18 @@ class Worker:
             if not self.outbox.put_if_absent(result_key, result.json_bytes()):
                 job.log.event("duplicate", "another run wrote this id's result first; kept it", logging.WARNING)
         job.lease.ack()
+
+
+def _end_once(job: Job, end: Callable[[Job], None], wait_s: float = -1) -> None:
+    """A lease ends once: by its outcome (output thread) or by the release at abandon, whichever comes first."""
+    if not job.ending.acquire(timeout=wait_s):
+        return
+    try:
+        if not job.ended:
+            job.ended = True
+            end(job)
+    finally:
+        job.ending.release()
 
 
 class _timed:
