@@ -200,3 +200,54 @@ def test_a_job_whose_result_is_being_written_at_abandon_is_finished_not_lost(tmp
     shutdown.abandon()
     running.join(60)
     assert at_exit == [([], True)], "the result was written and the manifest acknowledged before the exit"
+
+
+class SlowBeats:
+    """A local inbox whose leases take a while to extend, and which records what was done to them, in order."""
+
+    def __init__(self, inbox: Inbox, extend_s: float) -> None:
+        self.inbox, self.extend_s = inbox, extend_s
+        self.calls: list[str] = []
+        self.extending = threading.Event()
+
+    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[Lease, None, None]:
+        with contextlib.closing(self.inbox.leases(once=once, stop=stop)) as leases:
+            for lease in leases:
+                yield self._recorded(lease)
+
+    def _recorded(self, lease: Lease) -> Any:
+        source = self
+
+        class Recorded:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(lease, name)
+
+            def extend(self) -> None:
+                source.calls.append("extend")
+                source.extending.set()
+                time.sleep(source.extend_s)  # the request is on the wire
+                lease.extend()
+                source.calls.append("extended")
+
+            def release(self) -> None:
+                source.calls.append("release")
+                lease.release()
+
+        return Recorded()
+
+
+def test_a_heartbeat_in_flight_at_abandon_lands_before_the_release(tmp_path: Path, inbox: Path,
+                                                                   tiny_volume: Volume) -> None:
+    """Otherwise the late extend would hide the released job again for a whole lease."""
+    write_manifest(inbox, "beating", manifest(SLOW, nfe_step=32))
+    worker = build_worker(local_settings(tmp_path, tiny_volume))
+    worker.heartbeat_s = 0.2
+    source = worker.inbox = SlowBeats(worker.inbox, extend_s=0.5)
+    shutdown = Shutdown(0, exit=lambda code: None)
+    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
+    running.start()
+    assert source.extending.wait(120)
+    shutdown.requested.set()
+    shutdown.abandon()
+    running.join(120)
+    assert source.calls[-1] == "release" and source.calls.count("release") == 1, source.calls
