@@ -333,13 +333,14 @@ class Worker:
 
     def _voice(self, job: Job, manifest: Manifest) -> VoicePrompt:
         """The prepared voice: from memory when this clip and transcript were prepared before."""
-        key = voice_key(self.voices.identity(manifest.voice), manifest.voice_text)
+        identity = self.voices.identity(manifest.voice)
+        key = voice_key(identity, manifest.voice_text)
         voice = self.prepared.get(key)
         if voice is None:
             if job.scratch is None:
                 self.workdir.ensure_free(self.min_free_bytes)
                 job.scratch = self.workdir.create(job.id)
-            path = self.voices.fetch(manifest.voice, job.scratch)
+            path = self.voices.fetch(manifest.voice, job.scratch, identity)  # the version the key names
             voice = prepare_voice(path, manifest.voice_text, job.scratch, key=key)
             self.prepared.add(voice)
         return voice

@@ -15,7 +15,7 @@ import pytest
 
 from processor.app import build_worker
 from processor.aws import S3Location, make_client
-from processor.errors import PermanentError, VoiceNotFound
+from processor.errors import PermanentError, TransientError, VoiceNotFound
 from processor.retries import CallRetry
 from processor.settings import Settings
 from processor.storage.s3 import S3Outbox, S3Voices
@@ -169,6 +169,33 @@ def test_s3_voices_allow_list_size_limit_and_cache(aws_env: Endpoint, tmp_path: 
         with pytest.raises(PermanentError) as err:
             voices.fetch(bad, tmp_path)
         assert err.value.code == "voice_not_allowed"
+
+
+def test_fetch_with_the_identity_gets_that_version_without_a_second_head(aws_env: Endpoint, tmp_path: Path) -> None:
+    """The worker keys the prepared voice by `identity`: the clip fetched must be the one that tag names."""
+    inbox_bucket = bucket(aws_env)
+    s3 = aws_env.client("s3")
+    put_voice(s3, inbox_bucket)
+    client = make_client("s3", path_style=True)
+    heads: list[str] = []
+    client.meta.events.register("before-parameter-build.s3.HeadObject", lambda **kw: heads.append(kw["params"]["Key"]))
+    voices = S3Voices(client, inbox_bucket, frozenset({inbox_bucket}), 10 * 2**20,
+                      VoiceCache(tmp_path / "cache", 0), FAST_RETRY)
+
+    tag = voices.identity("voices/narrator.wav")
+    assert voices.fetch("voices/narrator.wav", tmp_path, tag).read_bytes() == VOICE.read_bytes()
+    assert heads == ["voices/narrator.wav"], "one HEAD for the identity, none more for the download"
+
+    s3.put_object(Bucket=inbox_bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes() + b"\0\0")
+    with pytest.raises(TransientError) as changed:
+        voices.fetch("voices/narrator.wav", tmp_path, tag)
+    assert changed.value.code == "voice_changed", "never the newer clip under the older tag"
+    newer = voices.identity("voices/narrator.wav")
+    assert newer != tag
+    assert voices.fetch("voices/narrator.wav", tmp_path, newer).read_bytes() == VOICE.read_bytes() + b"\0\0"
+    other = newer.replace("narrator", "someone")
+    voices.fetch("voices/narrator.wav", tmp_path, other)  # another clip's tag is not trusted: looked up again
+    assert len(heads) == 3
 
 
 # --- the queue: every message shape, through the worker --------------------------------------------

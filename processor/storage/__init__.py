@@ -67,5 +67,9 @@ class VoiceSource(Protocol):
     def identity(self, ref: str) -> str:
         """A cheap tag that changes whenever the clip `ref` does (S3 ETag, file size and mtime)."""
 
-    def fetch(self, ref: str, dest_dir: Path) -> Path:
-        """Copy the voice clip `ref` into `dest_dir`; raise VoiceNotFound if there is none."""
+    def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
+        """Copy the voice clip `ref` into `dest_dir`; raise VoiceNotFound if there is none.
+
+        `identity`, as returned by `identity(ref)`, pins the version: what is copied is the clip
+        that tag names (a source that cannot serve it raises a TransientError), never a newer one.
+        """

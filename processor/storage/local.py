@@ -207,7 +207,8 @@ class LocalVoices:
             raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}") from exc
         return f"file://{path.resolve()}#{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
-    def fetch(self, ref: str, dest_dir: Path) -> Path:
+    def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
+        # `identity` is not checked: a local clip replaced in the instant between stat and copy is the user's own doing.
         path = self.resolve(ref)
         if not path.is_file():
             raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}")

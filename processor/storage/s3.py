@@ -120,8 +120,11 @@ class S3Voices:
         bucket, key, etag = self._locate(ref)
         return f"s3://{bucket}/{key}#{etag}"
 
-    def fetch(self, ref: str, dest_dir: Path) -> Path:
-        bucket, key, etag = self._locate(ref)
+    def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
+        bucket, key = self.resolve(ref)
+        located, _, etag = (identity or "").rpartition("#")
+        if located != f"s3://{bucket}/{key}" or not etag:  # no identity (or another clip's): look it up
+            bucket, key, etag = self._locate(ref)
         dest = dest_dir / f"voice{PurePosixPath(key).suffix}"
         if self.cache.copy_to(bucket, key, etag, dest):
             return dest
