@@ -107,9 +107,7 @@ def outbox(ctx: Context) -> Verdict:
     location = S3Location.parse(where)
     key = location.key(PROBE_NAME)
     try:
-        s3 = ctx.s3
-        PROBE_RETRY.call("doctor put outbox", lambda: s3.put_object(Bucket=location.bucket, Key=key, Body=PROBE_BODY))
-        PROBE_RETRY.call("doctor delete outbox", lambda: s3.delete_object(Bucket=location.bucket, Key=key))
+        put_and_delete(ctx.s3, location.bucket, key)
     except Exception as exc:
         if http_status(exc) in (401, 403) and "delete" in str(getattr(exc, "operation_name", "")).lower():
             return passed(f"wrote s3://{location.bucket}/{key} and left it there: no s3:DeleteObject, which the "
