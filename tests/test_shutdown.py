@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from processor.app import build_worker
 from processor.shutdown import Shutdown
 from processor.storage import Inbox, Lease, Outbox
 from processor.storage.volume import Volume
+from processor.worker import Worker
 
 from aws_servers import Endpoint, unique_name
 from conftest import REPO, VOICE, local_settings, manifest, run_cli, write_manifest
@@ -136,6 +137,17 @@ def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endp
         "ApproximateNumberOfMessages"] == "0"
 
 
+def abandon_once(worker: Worker, moment: threading.Event, exit: Callable[[int], None]) -> None:
+    """Run `worker` until `moment`, then do what a SIGTERM whose grace runs out does; `exit` only records."""
+    shutdown = Shutdown(0, exit=exit)
+    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
+    running.start()
+    assert moment.wait(120)
+    shutdown.requested.set()
+    shutdown.abandon()
+    running.join(120)
+
+
 class ClaimOnTheWire:
     """A local inbox whose claims take a while to come back, as a receive over a slow network does."""
 
@@ -157,13 +169,8 @@ def test_a_claim_in_progress_when_the_grace_runs_out_is_released_before_exit(tmp
     worker = build_worker(local_settings(tmp_path, tiny_volume))
     source = worker.inbox = ClaimOnTheWire(worker.inbox, delay_s=0.5)
     claims_at_exit: list[list[str]] = []
-    shutdown = Shutdown(0, exit=lambda code: claims_at_exit.append([p.name for p in (inbox / ".claims").glob("*")]))
-    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
-    running.start()
-    assert source.claimed.wait(60)
-    shutdown.requested.set()  # SIGTERM, then the grace runs out mid-claim
-    shutdown.abandon()  # here `exit` only records what was still claimed
-    running.join(60)
+    abandon_once(worker, source.claimed,
+                 exit=lambda code: claims_at_exit.append([p.name for p in (inbox / ".claims").glob("*")]))
     assert claims_at_exit == [[]], "the claim was returned before the process left"
     assert (inbox / "on-the-wire.json").exists()
 
@@ -191,14 +198,8 @@ def test_a_job_whose_result_is_being_written_at_abandon_is_finished_not_lost(tmp
     outbox = worker.outbox = SlowResults(worker.outbox, delay_s=0.5)
     at_exit: list[tuple[list[str], bool]] = []
     result = tmp_path / "outbox" / "finishing" / "result.json"
-    shutdown = Shutdown(0, exit=lambda code: at_exit.append(
-        ([p.name for p in (inbox / ".claims").glob("*")], result.exists())))
-    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
-    running.start()
-    assert outbox.writing.wait(120)
-    shutdown.requested.set()
-    shutdown.abandon()
-    running.join(60)
+    abandon_once(worker, outbox.writing,
+                 exit=lambda code: at_exit.append(([p.name for p in (inbox / ".claims").glob("*")], result.exists())))
     assert at_exit == [([], True)], "the result was written and the manifest acknowledged before the exit"
 
 
@@ -243,11 +244,5 @@ def test_a_heartbeat_in_flight_at_abandon_lands_before_the_release(tmp_path: Pat
     worker = build_worker(local_settings(tmp_path, tiny_volume))
     worker.heartbeat_s = 0.2
     source = worker.inbox = SlowBeats(worker.inbox, extend_s=0.5)
-    shutdown = Shutdown(0, exit=lambda code: None)
-    running = threading.Thread(target=worker.run, kwargs={"once": False, "shutdown": shutdown})
-    running.start()
-    assert source.extending.wait(120)
-    shutdown.requested.set()
-    shutdown.abandon()
-    running.join(120)
+    abandon_once(worker, source.extending, exit=lambda code: None)
     assert source.calls[-1] == "release" and source.calls.count("release") == 1, source.calls
