@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from processor.errors import F5BatchError
+from processor.errors import InvalidConfiguration
+from processor.retries import CallRetry
+
+if TYPE_CHECKING:
+    from processor.settings import Settings
 
 # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html
 MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
@@ -20,6 +25,7 @@ MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
 MAX_WAIT_TIME_S = 20
 MAX_RECEIVE_BATCH = 10
 
+S3_SCHEME = "s3://"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -34,23 +40,24 @@ class S3Location:
     def parse(cls, url: str) -> S3Location:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise F5BatchError(f"not an s3:// URL: {url!r}", code="invalid_configuration")
+            raise InvalidConfiguration(f"not an s3:// URL: {url!r}")
         if not _BUCKET_RE.match(parsed.netloc):
-            raise F5BatchError(f"not a valid bucket name: {parsed.netloc!r}", code="invalid_configuration")
+            raise InvalidConfiguration(f"not a valid bucket name: {parsed.netloc!r}")
         prefix = parsed.path.lstrip("/")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         return cls(parsed.netloc, prefix)
+
+    @classmethod
+    def bucket_of(cls, url: str) -> str | None:
+        """The bucket an s3:// URL names; None for a folder path (see `processor.schemes`)."""
+        return cls.parse(url).bucket if url.startswith(S3_SCHEME) else None
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
     def uri(self, name: str = "") -> str:
         return f"s3://{self.bucket}/{self.prefix}{name}"
-
-
-def is_s3_url(value: str) -> bool:
-    return value.startswith("s3://")
 
 
 def client_config(*, path_style: bool, connect_timeout_s: float, read_timeout_s: float) -> Any:
@@ -72,3 +79,23 @@ def make_client(service: str, *, path_style: bool = False, connect_timeout_s: fl
 
     config = client_config(path_style=path_style, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)
     return boto3.session.Session().client(service, config=config)
+
+
+class Clients:
+    """The S3 and SQS clients the settings describe, each made on first use, and the one retry policy of their calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.retry = CallRetry.from_settings(settings)
+
+    @cached_property
+    def s3(self) -> Any:
+        return make_client("s3", path_style=self.settings.s3_path_style,
+                           connect_timeout_s=self.settings.aws_connect_timeout_s,
+                           read_timeout_s=self.settings.aws_read_timeout_s)
+
+    @cached_property
+    def sqs(self) -> Any:
+        # A long poll holds the connection open for its whole wait: the read timeout must outlast it.
+        return make_client("sqs", connect_timeout_s=self.settings.aws_connect_timeout_s,
+                           read_timeout_s=max(self.settings.aws_read_timeout_s, self.settings.receive_wait_s + 5))

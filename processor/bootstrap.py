@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.aws import MAX_VISIBILITY_TIMEOUT_S, S3Location
+from processor.settings import Settings
 
 NOTIFICATION_ID = "f5-batch-inbox"
 DLQ_RETENTION_S = 14 * 24 * 3600  # the SQS maximum: time to look at what failed
@@ -21,8 +22,8 @@ class BootstrapPlan:
     inbox: S3Location | None = None
     outbox: S3Location | None = None
     create_buckets: bool = False
-    max_receive_count: int = 5
-    visibility_timeout_s: int = 300
+    max_receive_count: int = Settings.default("max_receives")
+    visibility_timeout_s: int = Settings.default("lease_s")
     region: str | None = None
 
 

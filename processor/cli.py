@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from processor import __version__
-from processor.errors import F5BatchError, ModelError
+from processor.errors import F5BatchError, InvalidConfiguration
 from processor.manifest import parse_manifest, schema_text
 from processor.settings import Settings
 from processor.submit import Submission
@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--inbox", help="s3://bucket/prefix/ whose new .json objects feed the queue")
     boot.add_argument("--outbox", help="s3://bucket/prefix/ (created with --create-buckets)")
     boot.add_argument("--create-buckets", action="store_true", help="create the inbox and outbox buckets if missing")
-    boot.add_argument("--max-receive-count", type=int, default=5, help="deliveries before the dead-letter queue")
-    boot.add_argument("--visibility-timeout", type=int, default=300, help="queue visibility timeout, seconds")
+    boot.add_argument("--max-receive-count", type=int, default=Settings.default("max_receives"),
+                      help="deliveries before the dead-letter queue")
+    boot.add_argument("--visibility-timeout", type=int, default=Settings.default("lease_s"),
+                      help="queue visibility timeout, seconds (the worker's lease, F5B_LEASE_S)")
     boot.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
 
     validate = commands.add_parser("validate", help="check manifests without running them")
@@ -92,11 +94,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def valid_settings(args: argparse.Namespace) -> Settings | None:
     """The Settings of flags and environment, or None once what is invalid has been said."""
+    from processor.schemes import check
+
     try:
-        return settings_from(args)
+        settings = settings_from(args)
+        check(settings)
     except ValidationError as exc:
         print(f"f5-batch: invalid configuration:\n{exc}", file=sys.stderr)
         return None
+    except InvalidConfiguration as exc:
+        print(f"f5-batch: invalid configuration: {exc}", file=sys.stderr)
+        return None
+    return settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -109,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure(settings.log_format)
     try:
         worker = build_worker(settings)
-    except (ModelError, F5BatchError) as exc:
+    except F5BatchError as exc:
         logger.error(str(exc), extra={"stage": "startup", "code": exc.code})
         return EXIT_FAILED
     from processor.shutdown import Shutdown
@@ -124,7 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    deliver = _submit_target(args)
+    try:
+        deliver = _submit_target(args)
+    except InvalidConfiguration as exc:
+        print(f"f5-batch submit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     failed = 0
     for file in args.files:
         try:
@@ -140,12 +153,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
     from processor import submit
-    from processor.aws import S3Location, is_s3_url, make_client
+    from processor.aws import S3Location, make_client
+    from processor.schemes import scheme_of
 
     if args.queue:
         sqs = make_client("sqs")
         return lambda sub: submit.to_queue(sub, args.queue, sqs)
-    if is_s3_url(args.inbox):
+    scheme_of(args.inbox, "inbox")
+    if S3Location.bucket_of(args.inbox) is not None:
         location, s3 = S3Location.parse(args.inbox), make_client("s3", path_style=args.s3_path_style)
         return lambda sub: submit.to_s3(sub, location, s3)
     inbox = Path(args.inbox)

@@ -1,90 +1,193 @@
-"""The error tree the worker branches on.
+"""The error catalogue: every code a user or operator can see, defined once, here.
 
-`PermanentError`: the job itself is wrong (bad manifest, missing voice). Fail it
-now with its code, never retry. `TransientError`: the world is briefly wrong
-(network, throttling, out of memory). Retry with backoff. Every error that
-reaches a user carries a stable `code`; codes are part of the outbox contract.
+Each code is one class. `PermanentError`: the job itself is wrong (bad manifest,
+missing voice): fail it now, never retry. `TransientError`: the world is briefly
+wrong (network, throttling, out of memory): try the job again after a backoff.
+`where` says where the code shows: in a job's `result.json`, in what a command
+prints as it starts (`f5-batch run`, `submit`), or only in log lines. Codes are part of the outbox contract; the
+README's and docs' code tables are checked against `CATALOGUE`.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
+Where = Literal["result", "command", "log"]
+
+CATALOGUE: dict[str, type[F5BatchError]] = {}
+
 
 class F5BatchError(Exception):
-    code = "internal_error"
+    """A bug: the job failed, the worker carried on. Subclasses name what really went wrong."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
+    code: ClassVar[str] = "internal_error"
+    meaning: ClassVar[str] = "a bug: the job failed, the worker carried on"
+    where: ClassVar[Where] = "result"
+    transient: ClassVar[bool] = False
+    # Raised only once the call's own retries (processor.retries) gave up: trying the job again in the
+    # worker would wrap an already-retried call in a second retry. A queue still redelivers it.
+    retried_per_call: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            if cls.code in CATALOGUE:
+                raise TypeError(f"error code {cls.code!r} is defined twice: {CATALOGUE[cls.code]} and {cls}")
+            CATALOGUE[cls.code] = cls
 
     @property
     def message(self) -> str:
         return str(self)
 
 
+CATALOGUE[F5BatchError.code] = F5BatchError
+
+
 class PermanentError(F5BatchError):
     """Bad input: this job fails, the worker carries on."""
-
-    code = "invalid_manifest"
 
 
 class TransientError(F5BatchError):
     """Worth another attempt after a backoff."""
 
-    code = "transient_error"
+    transient = True
 
 
-class ModelError(F5BatchError):
-    """The model on the volume is missing or unusable: the worker cannot start."""
-
-    code = "model_unavailable"
+# --- the manifest -------------------------------------------------------------------------
 
 
 class InvalidJson(PermanentError):
     code = "invalid_json"
+    meaning = "the manifest is not JSON, not UTF-8, or uses NaN, huge numbers or deep nesting"
 
 
 class InvalidManifest(PermanentError):
     code = "invalid_manifest"
-
-
-class VoiceNotFound(PermanentError):
-    code = "voice_not_found"
-
-
-class VoiceUnreadable(PermanentError):
-    code = "voice_unreadable"
+    meaning = ("schema violation: unknown field, wrong type, out-of-range value, blank text, control or bidi "
+               "characters, bad id, duplicate keys, manifest over 256 KiB")
 
 
 class VoiceTextRequired(PermanentError):
     code = "voice_text_required"
+    meaning = "no transcript of the voice clip"
 
 
 class TextUnusable(PermanentError):
-    """The text has nothing the model can speak once chunked."""
-
     code = "text_unusable"
+    meaning = "nothing to speak once the text is split into sentences"
 
 
 class InvalidMessage(PermanentError):
     """A queue message the worker does not understand: retrying it cannot help."""
 
     code = "invalid_message"
+    meaning = "a queue message that is neither a manifest nor an S3/SNS/EventBridge event"
+
+
+class ManifestNotFound(PermanentError):
+    code = "manifest_not_found"
+    meaning = "the manifest object named by an event was deleted before it was read"
+
+
+class ManifestNotAllowed(PermanentError):
+    code = "manifest_not_allowed"
+    meaning = "an event names a manifest outside the inbox bucket"
+
+
+# --- the voice ----------------------------------------------------------------------------
+
+
+class VoiceNotFound(PermanentError):
+    code = "voice_not_found"
+    meaning = "no file at the voice path"
 
 
 class VoiceNotAllowed(PermanentError):
-    """The voice reference points outside where voices may come from (`..`, absolute path, URL)."""
-
     code = "voice_not_allowed"
+    meaning = "the voice path leaves the inbox (`..`, absolute path, URL), or names a bucket outside F5B_VOICE_BUCKETS"
 
 
-class VoiceTooLarge(PermanentError):
-    """The voice file is over the byte limit (`F5B_VOICE_MAX_BYTES`)."""
-
-    code = "voice_too_large"
+class VoiceUnreadable(PermanentError):
+    code = "voice_unreadable"
+    meaning = ("the clip cannot be decoded (truncated WAV, NaN samples, 64-bit float…), or is silent or shorter "
+               "than 0.3 s")
 
 
 class VoiceTooLong(PermanentError):
-    """The voice clip is longer than the worker accepts (`audio.MAX_VOICE_S`)."""
-
     code = "voice_too_long"
+    meaning = "the voice clip is longer than 300 s"
+
+
+class VoiceTooLarge(PermanentError):
+    code = "voice_too_large"
+    meaning = "the voice file is over F5B_VOICE_MAX_BYTES"
+
+
+class VoiceAccessDenied(PermanentError):
+    code = "voice_access_denied"
+    meaning = "S3 refused to give the worker the voice (403)"
+
+
+class VoiceChanged(TransientError):
+    code = "voice_changed"
+    meaning = "the voice clip was replaced while the worker read it; the next attempt reads the new one"
+
+
+# --- running the job ----------------------------------------------------------------------
+
+
+class JobTimeout(PermanentError):
+    code = "job_timeout"
+    meaning = "the job ran past F5B_JOB_TIMEOUT_S"
+
+
+class OutOfMemory(TransientError):
+    code = "out_of_memory"
+    meaning = "the accelerator ran out of memory, even for this job alone, on every attempt"
+
+
+class ProcessingDiskFull(TransientError):
+    code = "processing_disk_full"
+    meaning = "the processing folder had less free space than F5B_PROCESSING_MIN_FREE_BYTES on every attempt"
+
+
+class StorageUnavailable(TransientError):
+    code = "storage_unavailable"
+    meaning = "S3 or SQS kept failing (throttling, 5xx, resets, timeouts) on every attempt"
+    retried_per_call = True
+
+
+class StorageError(PermanentError):
+    code = "storage_error"
+    meaning = "S3 refused a read or write for good (e.g. 403 on the outbox)"
+
+
+# --- the worker itself --------------------------------------------------------------------
+
+
+class LeaseLost(PermanentError):
+    code = "lease_lost"
+    meaning = "another worker took over an S3 inbox lease this worker still held (its heartbeat logs it)"
+    where = "log"
+
+
+class InvalidConfiguration(F5BatchError):
+    """Settings that cannot work: the worker refuses to start."""
+
+    code = "invalid_configuration"
+    meaning = "a setting that cannot work (unknown inbox scheme, overlapping inbox and outbox, bad bucket name)"
+    where = "command"
+
+
+class ModelError(F5BatchError):
+    """The model on the volume is missing or unusable: the worker cannot start."""
+
+    code = "model_unavailable"
+    meaning = "the model on the volume is missing, incomplete or damaged"
+    where = "command"
+
+
+class AlreadySubmitted(F5BatchError):
+    code = "already_submitted"
+    meaning = "`f5-batch submit`: a manifest of that name is already waiting in the inbox"
+    where = "command"

@@ -1,8 +1,8 @@
 """Three stages, so the accelerator never waits for the network.
 
-    intake     (a thread)     claim a lease, read the manifest, fetch and prepare the voice
-    synthesis  (main thread)  up to `max_batch` ready jobs per call to the synthesizer
-    output     (a thread)     write the audio, the log and the result, then end the lease
+    intake     (a thread)     claim jobs; run each job's life up to its synthesis request
+    synthesis  (main thread)  up to `max_batch` requests per call to the synthesizer
+    output     (a thread)     hand each job its speech, let its life finish, end the job
 
 While job N synthesizes, the next jobs are claimed and their voices fetched, and
 the previous ones are uploaded. Synthesis stays on the main thread, where the
@@ -10,9 +10,9 @@ model was loaded: torch's OpenMP pool belongs to the thread that first used it,
 and on another thread the same CPU work measured up to twice as slow. A stop
 signal also lands on the main thread, which is idle exactly when nothing is held.
 
-Prefetch is bounded: at most `limit()` jobs are held (claimed, not yet
-finished), and never so many that a claimed job would wait for synthesis longer
-than half its lease.
+The pipeline knows a job only through `Stages`: its life is a generator that
+yields one synthesis request and returns an outcome (see `job.py`); `end` says
+whether the job is over or is to be run again after a pause.
 """
 
 from __future__ import annotations
@@ -20,199 +20,292 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from processor.logs import logger
 from processor.shutdown import Shutdown, ShutdownRequested
 
 J = TypeVar("J")
 
-INTAKE_JOIN_S = 1.0  # at an idle stop, time for a lease claimed at that instant to be given back
+INTAKE_JOIN_S = 1.0  # at a stop, time for a lease claimed at that instant to be given back
+
+
+@dataclass(frozen=True)
+class Stages(Generic[J]):
+    claim: Callable[[], Sequence[J]]  # newly claimed jobs; none: the inbox is empty (`--once`) or a stop came
+    live: Callable[[J], Generator[Any, Any, Any]]  # a job's life: yields its request, returns its outcome
+    synthesize: Callable[[list[Any]], list[Any]]  # one call for many requests: speech, or an exception, each
+    end: Callable[[J, Any], float | None]  # settle an outcome; a number: run the job again after that long
+    put_back: Callable[[J], None]  # a held job that did not start when the worker stops
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """Jobs held at once: one batch in synthesis plus the prefetched ones that fit in half a lease."""
+
+    max_batch: int
+    ahead: int
+    lease_s: float
+
+    def limit(self, batch_s: float) -> int:
+        ahead = self.ahead
+        if batch_s > 0:
+            ahead = min(ahead, int(self.lease_s / 2 / batch_s) * self.max_batch)
+        return self.max_batch + ahead
+
+
+class Held:
+    """The jobs the pipeline holds (claimed, not yet ended), and the waits that depend on how many there are."""
+
+    def __init__(self, shutdown: Shutdown) -> None:
+        self.shutdown = shutdown
+        self.cond = threading.Condition()
+        self.count = 0
+        self.waiting = False  # the main thread waits for a ready job
+        self.last_active = time.monotonic()
+
+    def add(self, count: int) -> None:
+        with self.cond:
+            self.count += count
+            if count:
+                self.last_active = time.monotonic()
+                self.shutdown.set_idle(False)
+
+    def remove(self) -> None:
+        with self.cond:
+            self.count -= 1
+            self.last_active = time.monotonic()
+            if self.count == 0 and self.waiting:  # the last job is done: a stop signal may end the wait
+                self.shutdown.set_idle(True, interrupt=False)
+            self.cond.notify_all()
+
+    def wait_below(self, limit: Callable[[], int]) -> bool:
+        """Block while `limit()` jobs or more are held; False once a stop was requested."""
+        with self.cond:
+            while self.count >= limit() and not self.shutdown.requested.is_set():
+                self.cond.wait(0.5)
+        return not self.shutdown.requested.is_set()
+
+    def wait_empty(self) -> bool:
+        """With jobs held, wait until none is; False when none was held or a stop came."""
+        with self.cond:
+            if self.count == 0:
+                return False
+            while self.count > 0 and not self.shutdown.requested.is_set():
+                self.cond.wait(0.5)
+        return not self.shutdown.requested.is_set()
+
+    @contextmanager
+    def waiting_for_work(self) -> Iterator[None]:
+        """Around the main thread's wait for a ready job: while nothing is held, a stop signal ends it at once."""
+        with self.cond:
+            self.waiting = True
+            if self.count == 0:
+                self.shutdown.set_idle(True)
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.waiting = False
+                self.shutdown.set_idle(False)
+
+    def idle_s(self) -> float | None:
+        """Seconds since the last job ended, while none is held."""
+        with self.cond:
+            return time.monotonic() - self.last_active if self.count == 0 else None
+
+
+@dataclass(eq=False)
+class _Task(Generic[J]):
+    job: J
+    life: Generator[Any, Any, Any]
+    request: Any = None
+    result: Any = None  # the synthesizer's answer for this job
+    outcome: Any = field(default=None)  # set when the life ended before synthesis
 
 
 class Pipeline(Generic[J]):
-    def __init__(
-        self,
-        synthesize: Callable[[list[J]], None],
-        complete: Callable[[J], None],
-        put_back: Callable[[J], None],
-        shutdown: Shutdown,
-        *,
-        max_batch: int = 1,
-        prefetch: int = 2,
-        lease_s: float = 300.0,
-        exit_when_idle_s: float = 0.0,
-    ) -> None:
-        self._synthesize, self._complete, self._put_back = synthesize, complete, put_back
-        self.shutdown = shutdown
-        self.max_batch, self.prefetch, self.lease_s = max(1, max_batch), max(0, prefetch), lease_s
-        self._ready: queue.Queue[J | None] = queue.Queue()
-        self._done: queue.Queue[J | None] = queue.Queue()
-        self._cond = threading.Condition()
-        self._held = 0
-        self._waiting = False  # the main thread waits for a ready job
-        self._batch_s = 0.0  # moving average of one synthesis call, 0 until the first one
+    def __init__(self, stages: Stages[J], shutdown: Shutdown, prefetch: Prefetch, exit_when_idle_s: float) -> None:
+        self.stages, self.shutdown, self.prefetch = stages, shutdown, prefetch
         self.exit_when_idle_s = exit_when_idle_s
+        self._ready: queue.Queue[_Task[J] | None] = queue.Queue()
+        self._done: queue.Queue[_Task[J] | None] = queue.Queue()
+        self.held = Held(shutdown)
+        self._again: dict[J, threading.Timer] = {}  # jobs waiting to be run again
+        self._again_lock = threading.Lock()
+        self._batch_s = 0.0  # moving average of one synthesis call, 0 until the first one
         self.exited_idle = False
         self.busy_since: float | None = None  # monotonic start of the synthesis call in progress
-        self._last_active = time.monotonic()
+        shutdown.on_stop(self._put_back_unstarted)
 
-    def run(self, intake: Callable[[Pipeline[J]], None]) -> None:
-        """Run `intake` on its own thread and synthesize on this one until intake ends and all is written."""
+    def run(self) -> None:
+        """Claim on one thread, write on another, synthesize on this one until intake ends and all is written."""
         output = threading.Thread(target=self._output_loop, name="output", daemon=True)
-        feeder = threading.Thread(target=self._intake, args=(intake,), name="intake", daemon=True)
+        intake = threading.Thread(target=self._intake, name="intake", daemon=True)
         output.start()
-        feeder.start()
+        intake.start()
         try:
-            try:
-                self._synthesis_loop()
-            except ShutdownRequested:  # idle at a stop signal
-                pass
-            if self.shutdown.requested.is_set():  # leave now: intake may be inside a long poll
-                feeder.join(INTAKE_JOIN_S)
-                self._put_back_ready()
+            self._synthesis_loop()
+        except ShutdownRequested:  # idle at a stop signal
+            pass
         finally:
+            if self.shutdown.requested.is_set():  # leave now: intake may be inside a long poll
+                intake.join(INTAKE_JOIN_S)
+                self._put_back_unstarted()
             self._done.put(None)
             output.join()
 
-    # --- intake side ---------------------------------------------------------------------
+    # --- intake side -----------------------------------------------------------------------
 
-    def limit(self) -> int:
-        """Jobs held at once: one batch in synthesis plus the prefetched ones that fit in half a lease."""
-        ahead = self.prefetch
-        if self._batch_s > 0:
-            ahead = min(ahead, int(self.lease_s / 2 / self._batch_s) * self.max_batch)
-        return self.max_batch + ahead
-
-    def wait_for_room(self) -> bool:
-        """Block while the pipeline holds its limit; False once a stop was requested."""
-        with self._cond:
-            while self._held >= self.limit() and not self.shutdown.requested.is_set():
-                self._cond.wait(0.5)
-        return not self.shutdown.requested.is_set()
-
-    @property
-    def held(self) -> int:
-        return self._held
-
-    def drain(self) -> None:
-        """Wait until every held job is finished (or a stop is requested)."""
-        with self._cond:
-            while self._held > 0 and not self.shutdown.requested.is_set():
-                self._cond.wait(0.5)
-
-    def hold(self) -> None:
-        """A lease was claimed: from now on a stop signal must let the job finish or give it back."""
-        with self._cond:
-            self._held += 1
-            self._last_active = time.monotonic()
-            self.shutdown.set_idle(False)
-
-    def to_synthesis(self, job: J) -> None:
-        self._ready.put(job)
-
-    def to_output(self, job: J) -> None:
-        self._done.put(job)
-
-    def _intake(self, intake: Callable[[Pipeline[J]], None]) -> None:
+    def _intake(self) -> None:
         try:
-            intake(self)
+            while self.held.wait_below(lambda: self.prefetch.limit(self._batch_s)):
+                with self.shutdown.claiming():  # what is claimed is held before a stop can miss it
+                    jobs = self.stages.claim()
+                    self.held.add(len(jobs))
+                # The inbox looked empty: wait for the jobs in flight (one may go back to it), then look again.
+                if not jobs and not self.held.wait_empty():
+                    return
+                for job in jobs:
+                    self._begin(job)
         except Exception as exc:  # the jobs already held still finish; the worker then exits
             logger.error(f"intake stopped: {exc!r}", extra={"stage": "intake"})
         finally:
             self._ready.put(None)
 
-    # --- synthesis side (main thread) --------------------------------------------------------
+    def _begin(self, job: J) -> None:
+        """Run the job's life up to its synthesis request; a life that ends before it goes straight to output."""
+        if self.shutdown.requested.is_set():
+            self._release(job)
+            return
+        task = _Task(job, self.stages.live(job))
+        try:
+            task.request = next(task.life)
+        except StopIteration as ended:
+            task.outcome = ended.value
+            self._done.put(task)
+            return
+        self._ready.put(task)
+
+    # --- synthesis side (main thread) -------------------------------------------------------
 
     def _synthesis_loop(self) -> None:
-        closing = False
-        while not closing:
-            first = self._next_ready()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._ready.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    closing = True
-                    break
-                batch.append(more)
-            self._run_batch(batch)
-
-    def _next_ready(self) -> J | None:
-        """The next ready job; while nothing is held, a stop signal ends the wait at once."""
-        with self._cond:
-            self._waiting = True
-            if self._held == 0:
-                self.shutdown.set_idle(True)
-        try:
-            return self._wait_ready()
-        finally:
-            with self._cond:
-                self._waiting = False
-                self.shutdown.set_idle(False)
-
-    def _wait_ready(self) -> J | None:
-        """Block for the next ready job; with `exit_when_idle_s`, None once nothing was held for that long."""
-        while True:
+        while (batch := self._next_batch()) is not None:
+            if self.shutdown.requested.is_set():
+                for task in batch:  # not started: another worker takes them at once
+                    self._give_back(task)
+                continue
+            started = self.busy_since = time.monotonic()
             try:
-                return self._ready.get(timeout=self.exit_when_idle_s or None)
+                results = self.stages.synthesize([task.request for task in batch])
+            except Exception as exc:  # each job's life receives the error and fails alone
+                results = [exc] * len(batch)
+            finally:
+                self.busy_since = None
+            seconds = time.monotonic() - started
+            self._batch_s = seconds if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * seconds
+            for task, result in zip(batch, results, strict=True):
+                task.result = result
+                self._done.put(task)
+
+    def _next_batch(self) -> list[_Task[J]] | None:
+        """The next ready tasks, up to one batch; None once intake has ended and nothing is ready."""
+        first = self._next_ready()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self.prefetch.max_batch:
+            try:
+                more = self._ready.get_nowait()
             except queue.Empty:
-                pass
-            with self._cond:
-                idle_s = time.monotonic() - self._last_active
-                if self._held == 0 and idle_s >= self.exit_when_idle_s:
+                break
+            if more is None:
+                self._ready.put(None)  # seen again by the next call, after this batch
+                break
+            batch.append(more)
+        return batch
+
+    def _next_ready(self) -> _Task[J] | None:
+        """Block for the next ready task; with `exit_when_idle_s`, None once nothing was held for that long."""
+        with self.held.waiting_for_work():
+            while True:
+                try:
+                    return self._ready.get(timeout=self.exit_when_idle_s or None)
+                except queue.Empty:
+                    pass
+                idle_s = self.held.idle_s()
+                if idle_s is not None and idle_s >= self.exit_when_idle_s:
                     self.exited_idle = True
                     self.shutdown.requested.set()  # the intake stops taking work, as on a stop signal
                     return None
 
-    def _run_batch(self, batch: list[J]) -> None:
-        if self.shutdown.requested.is_set():
-            for job in batch:  # not started: another worker takes them at once
-                self._give_back(job)
-            return
-        started = self.busy_since = time.monotonic()
-        try:
-            self._synthesize(batch)
-        except Exception as exc:  # the jobs still reach the output stage, which fails them
-            logger.error(f"synthesis stage error: {exc!r}", extra={"stage": "synthesis"})
-        finally:
-            self.busy_since = None
-        seconds = time.monotonic() - started
-        self._batch_s = seconds if self._batch_s == 0 else 0.8 * self._batch_s + 0.2 * seconds
-        for job in batch:
-            self._done.put(job)
-
-    def _put_back_ready(self) -> None:
-        while True:
-            try:
-                job = self._ready.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                self._give_back(job)
-
-    def _give_back(self, job: J) -> None:
-        """A job claimed but not started when the worker stops: the output stage releases its lease."""
-        self._put_back(job)
-        self._done.put(job)
-
-    # --- output side ---------------------------------------------------------------------------
+    # --- output side ------------------------------------------------------------------------
 
     def _output_loop(self) -> None:
-        while (job := self._done.get()) is not None:
+        while (task := self._done.get()) is not None:
             try:
-                self._complete(job)
+                self._finish(task)
             except Exception as exc:  # never stop the output thread: the other jobs still need it
                 logger.error(f"could not finish a job: {exc!r}", extra={"stage": "output"})
-            with self._cond:
-                self._held -= 1
-                self._last_active = time.monotonic()
-                if self._held == 0 and self._waiting:  # the last job is done: a stop signal may end the wait
-                    self.shutdown.set_idle(True, interrupt=False)
-                self._cond.notify_all()
+                self.held.remove()
 
+    def _finish(self, task: _Task[J]) -> None:
+        outcome = task.outcome if task.outcome is not None else self._resume(task)
+        again_s = self.stages.end(task.job, outcome)
+        if again_s is None:
+            self.held.remove()
+            return
+        with self._again_lock:  # still held: run again after the pause, unless the worker stops first
+            timer = self._again[task.job] = threading.Timer(again_s, self._run_again, (task.job,))
+            timer.daemon = True
+            timer.start()
+
+    def _resume(self, task: _Task[J]) -> Any:
+        """The rest of the job's life, from its synthesis result to its outcome."""
+        try:
+            if isinstance(task.result, BaseException):
+                task.life.throw(task.result)
+            else:
+                task.life.send(task.result)
+        except StopIteration as ended:
+            return ended.value
+        raise RuntimeError("a job's life yielded more than one synthesis request")
+
+    def _run_again(self, job: J) -> None:
+        with self._again_lock:
+            if self._again.pop(job, None) is None:  # put back at a stop meanwhile
+                return
+        self._begin(job)
+
+    # --- giving back ------------------------------------------------------------------------
+
+    def _put_back_unstarted(self) -> None:
+        """At a stop: jobs claimed but not synthesizing go back to the inbox now, for another worker."""
+        with self._again_lock:
+            waiting = list(self._again)
+            for job in waiting:
+                self._again.pop(job).cancel()
+        for job in waiting:
+            self._release(job)
+        while True:
+            try:
+                task = self._ready.get_nowait()
+            except queue.Empty:
+                return
+            if task is None:
+                self._ready.put(None)
+                return
+            self._give_back(task)
+
+    def _give_back(self, task: _Task[J]) -> None:
+        task.life.close()  # its scratch folder goes with it
+        self._release(task.job)
+
+    def _release(self, job: J) -> None:
+        try:
+            self.stages.put_back(job)
+        finally:
+            self.held.remove()

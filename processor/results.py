@@ -35,7 +35,7 @@ class Result(BaseModel):
     seed: int | None = None
     model: str
     error: ErrorInfo | None = None
-    attempts: int = 1
+    attempts: int = Field(1, description="Which attempt at the job this result came from, from 1 (see the outbox doc).")
     timings: Timings = Field(default_factory=Timings)
     manifest_sha256: str
     manifest: str = Field(description="Name of the manifest that asked for this job.")
@@ -44,7 +44,3 @@ class Result(BaseModel):
 
     def json_bytes(self) -> bytes:
         return (redact(self.model_dump_json(indent=2)) + "\n").encode("utf-8")
-
-
-def job_key(job_id: str, name: str) -> str:
-    return f"{job_id}/{name}"

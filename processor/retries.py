@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from processor.logs import logger
+
+if TYPE_CHECKING:
+    from processor.settings import Settings
 
 T = TypeVar("T")
 
@@ -68,12 +71,16 @@ def http_status(exc: BaseException) -> int:
 
 @dataclass(frozen=True)
 class CallRetry:
-    """Exponential backoff with full jitter, bounded in attempts and in total time."""
+    """Exponential backoff with full jitter, bounded in attempts and in total time (`F5B_AWS_*`)."""
 
-    max_attempts: int = 6
+    max_attempts: int
+    total_s: float
     initial_s: float = 0.2
     max_s: float = 5.0
-    total_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallRetry:
+        return cls(max_attempts=settings.aws_max_attempts, total_s=settings.aws_retry_total_s)
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
         def log_retry(state: object) -> None:
@@ -92,6 +99,3 @@ class CallRetry:
             reraise=True,
         )
         return retrying(fn)
-
-
-NO_RETRY = CallRetry(max_attempts=1)

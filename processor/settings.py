@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,8 +30,13 @@ class Settings(BaseSettings):
         Path(tempfile.gettempdir()) / "f5-batch", description="Scratch folder for job files, emptied after each job."
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    max_attempts: int = Field(3, ge=1, le=20, description="Attempts per job for transient failures.")
-    retry_initial_s: float = Field(1.0, ge=0.0, description="First retry backoff in seconds (doubles, with jitter).")
+    max_attempts: int = Field(
+        3, ge=1, le=20, description="Attempts the worker makes at a job from a folder or S3 inbox that fails "
+        "transiently (a queue redelivers instead)."
+    )
+    retry_initial_s: float = Field(
+        1.0, ge=0.0, description="Pause before a job's second attempt, seconds (doubles, with jitter)."
+    )
     retry_max_s: float = Field(30.0, ge=0.0, description="Longest single retry backoff in seconds.")
     claim_stale_s: float = Field(
         600.0, gt=0.0, description="A local claim by another host untouched this long is returned to the inbox."
@@ -70,3 +75,13 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Serve /healthz and Prometheus /metrics here (0: off).")
     log_format: Literal["json", "text"] = Field("json", description="json: one object per line; text: for people.")
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a held lease is extended: three beats per lease, so one lost beat loses nothing."""
+        return self.lease_s / 3
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A setting's default, for the places that need it outside a Settings object (command-line defaults)."""
+        return cls.model_fields[name].default

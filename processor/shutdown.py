@@ -1,10 +1,9 @@
 """Graceful shutdown: how a pod is stopped (SIGTERM) without losing or delaying a job.
 
-First SIGTERM or SIGINT: take no new job. An idle worker leaves at once; a busy
-one finishes its job if it can within the grace period. Whatever it cannot
-finish it releases (SQS visibility to 0, S3 lease deleted, local claim returned)
-so another worker takes it at once, then exits 0. A second signal skips the
-wait: release, exit 0.
+First SIGTERM or SIGINT: an idle worker leaves at once; a busy one runs the
+sequence of `_stop_in_order`. Whatever it cannot finish it releases (SQS
+visibility to 0, S3 lease deleted, local claim returned) so another worker
+takes it at once, then exits 0. A second signal skips the wait: release, exit 0.
 
 A claim is the one moment a lease exists that no abandon hook knows of yet: the
 source has made the message invisible (or written the lease) but its job is not
@@ -40,8 +39,9 @@ class Shutdown:
         self._abandon_hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._claiming = threading.Lock()
+        self._stop_hooks: list[Callable[[], None]] = []
         self._exit = exit
-        self._timer: threading.Timer | None = None
+        self._over = threading.Event()  # the run has ended by itself
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -58,6 +58,11 @@ class Shutdown:
                 raise ShutdownRequested
         else:
             self._idle.clear()
+
+    def on_stop(self, hook: Callable[[], None]) -> None:
+        """Register what gives back, at a stop, the jobs claimed but not started."""
+        with self._lock:
+            self._stop_hooks.append(hook)
 
     def on_abandon(self, hook: Callable[[], None]) -> Callable[[], None]:
         """Register what to release if the process must leave mid-job; returns the unregister call."""
@@ -88,11 +93,27 @@ class Shutdown:
             raise ShutdownRequested
         logger.info(f"{name}: finishing the job in hand (grace {self.grace_s:g} s), taking no new one",
                     extra={"stage": "shutdown"})
-        self._timer = threading.Timer(self.grace_s, self._grace_over)
-        self._timer.daemon = True
-        self._timer.start()
+        threading.Thread(target=self._stop_in_order, name="shutdown", daemon=True).start()
 
-    def _grace_over(self) -> None:
+    def _stop_in_order(self) -> None:
+        """Stop intake, put back what has not started, give the job in hand its grace, release what is held, exit.
+
+        The order is what keeps every job moving: intake stops first (the flag is set by
+        now), so nothing new is claimed while the rest runs; the jobs claimed ahead go back
+        at once, so another worker starts them instead of waiting out our grace; the job
+        in hand then has the grace to finish, its result written and its lease acked;
+        only what is still held after it is released, visible again at once rather than
+        after a whole lease, just before the process leaves.
+        """
+        with self._lock:
+            hooks = list(self._stop_hooks)
+        for hook in hooks:
+            try:
+                hook()
+            except Exception as exc:  # the rest of the sequence still runs
+                logger.error(f"could not give back unstarted work: {exc!r}", extra={"stage": "shutdown"})
+        if self._over.wait(self.grace_s):
+            return
         logger.warning("grace period over: releasing in-flight work and leaving", extra={"stage": "shutdown"})
         self.abandon()
 
@@ -114,5 +135,5 @@ class Shutdown:
                 self._claiming.release()
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """The run is over: the sequence under way, if any, has nothing left to wait for."""
+        self._over.set()

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from processor.aws import S3Location
-from processor.errors import F5BatchError
+from processor.errors import AlreadySubmitted, InvalidManifest
 from processor.manifest import Manifest
-from processor.storage.local import LocalVoices
+from processor.storage.local import voice_path
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,17 @@ class Submission:
         """The voice clip next to the manifest, if the manifest names one by relative path."""
         if "://" in self.manifest.voice:
             return None
-        path = LocalVoices(self.file.parent).resolve(self.manifest.voice)
+        path = voice_path(self.file.parent, self.manifest.voice)
         return path if path.is_file() else None
 
 
 def to_folder(sub: Submission, inbox: Path) -> str:
     target = inbox / sub.file.name
     if target.exists():
-        raise F5BatchError(f"{target} is already waiting in the inbox", code="already_submitted")
+        raise AlreadySubmitted(f"{target} is already waiting in the inbox")
     voice = sub.local_voice
     if voice is not None:
-        _copy_atomically(voice, LocalVoices(inbox).resolve(sub.manifest.voice), skip_same_size=True)
+        _copy_atomically(voice, voice_path(inbox, sub.manifest.voice), skip_same_size=True)
     _copy_atomically(sub.file, target)  # the worker never sees a half-copied manifest
     return str(target)
 
@@ -61,6 +61,6 @@ def to_s3(sub: Submission, inbox: S3Location, s3: Any) -> str:
 
 def to_queue(sub: Submission, queue_url: str, sqs: Any) -> str:
     if "id" not in json.loads(sub.file.read_bytes()):  # else the job would be named after the message id
-        raise F5BatchError("a manifest sent to a queue needs an \"id\"", code="invalid_manifest")
+        raise InvalidManifest("a manifest sent to a queue needs an \"id\"")
     response = sqs.send_message(QueueUrl=queue_url, MessageBody=sub.file.read_text(encoding="utf-8"))
     return f"message {response['MessageId']}"

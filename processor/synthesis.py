@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from processor.audio import VoicePrompt
-from processor.errors import F5BatchError, PermanentError, TextUnusable, TransientError
+from processor.errors import F5BatchError, JobTimeout, OutOfMemory, TextUnusable
+from processor.manifest import Manifest
 from processor.model import LoadedModel
 from processor.sampling import (
     BatchLimit,
@@ -42,22 +43,46 @@ VOICE_CACHE = 32  # voices whose features stay on the device; a prompt's mel is 
 _SENTENCE_END = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
 
 
+def _default(name: str) -> Any:
+    return Manifest.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class SynthesisRequest:
+    """One text in one voice, as the synthesizer takes it; its options and their defaults are the manifest's."""
+
     text: str
     voice: VoicePrompt
     seed: int
-    speed: float = 1.0
-    nfe_step: int = 32
-    cfg_strength: float = 2.0
-    sway_sampling_coef: float = -1.0
-    cross_fade: float = 0.15
-    deadline: float | None = None  # time.monotonic() after which the job is abandoned
+    speed: float = _default("speed")
+    nfe_step: int = _default("nfe_step")
+    cfg_strength: float = _default("cfg_strength")
+    sway_sampling_coef: float = _default("sway_sampling_coef")
+    cross_fade: float = _default("cross_fade")
+    time_limit_s: float | None = None  # from the start of its synthesis call; past it the job fails (job_timeout)
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, voice: VoicePrompt, time_limit_s: float | None) -> SynthesisRequest:
+        return cls(text=manifest.text, voice=voice, seed=manifest.effective_seed, speed=manifest.speed,
+                   nfe_step=manifest.nfe_step, cfg_strength=manifest.cfg_strength,
+                   sway_sampling_coef=manifest.sway_sampling_coef, cross_fade=manifest.cross_fade,
+                   time_limit_s=time_limit_s)
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What one synthesis call gave one request."""
+
+    wave: np.ndarray
+    sample_rate: int
+    batch: int  # requests in the call
+    started: float  # time.monotonic() at the call's start
+    seconds: float  # the call's wall time
 
 
 def check_deadline(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
-        raise PermanentError("the job ran past its time limit (F5B_JOB_TIMEOUT_S)", code="job_timeout")
+        raise JobTimeout("the job ran past its time limit (F5B_JOB_TIMEOUT_S)")
 
 
 class Synthesizer(Protocol):
@@ -126,6 +151,7 @@ class _Job:
     reference: _Reference
     items: list[SamplingItem]
     waves: list[np.ndarray | None]
+    deadline: float | None  # time.monotonic() past which the request fails
     error: F5BatchError | None = None
 
 
@@ -182,13 +208,14 @@ class F5Synthesizer:
         import torch
 
         with self._lock, torch.inference_mode():
-            jobs = [self._job(request) for request in requests]
+            started = time.monotonic()
+            jobs = [self._job(request, started) for request in requests]
             live = [job for job in jobs if isinstance(job, _Job)]
             for settings, chunks in _by_settings(live).items():
                 self._sample_all(chunks, settings)
             return [job if isinstance(job, F5BatchError) else self._finish(job) for job in jobs]
 
-    def _job(self, request: SynthesisRequest) -> _Job | F5BatchError:
+    def _job(self, request: SynthesisRequest, started: float) -> _Job | F5BatchError:
         try:
             chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed))
             if not chunks:
@@ -197,7 +224,8 @@ class F5Synthesizer:
             items = self._items(reference, request, chunks)
         except Exception as exc:  # a request that cannot be prepared fails alone
             return _failure(exc)
-        return _Job(request, reference, items, [None] * len(items))
+        limit = request.time_limit_s
+        return _Job(request, reference, items, [None] * len(items), None if limit is None else started + limit)
 
     def _reference(self, voice: VoicePrompt) -> _Reference:
         """A voice's features, from the cache when this clip was used before (keyed by `voice.key`)."""
@@ -282,19 +310,17 @@ class F5Synthesizer:
         if len(call) > 1:
             self.limit.ran_out(call[0].item.duration, settings.steps, len(call))
             return False
-        call[0].job.error = TransientError("accelerator out of memory", code="out_of_memory")
+        call[0].job.error = OutOfMemory("accelerator out of memory")
         return True
 
     def _sample_and_decode(self, call: list[_Chunk], settings: SamplingSettings) -> None:
         jobs = _jobs_of(call)
-        deadlines = [job.request.deadline for job in jobs]
+        deadlines = [job.deadline for job in jobs]
         # No request is cut before its own limit: the call stops only once the latest one has passed.
         self._deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         try:
             mels = sample(self.model.cfm, [chunk.item for chunk in call], settings)
-        except PermanentError as exc:
-            if exc.code != "job_timeout":
-                raise
+        except JobTimeout as exc:
             for job in jobs:
                 job.error = exc
             return
@@ -343,8 +369,8 @@ def _expire(jobs: Iterable[_Job]) -> None:
     for job in jobs:
         if job.error is None:
             try:
-                check_deadline(job.request.deadline)
-            except PermanentError as exc:
+                check_deadline(job.deadline)
+            except JobTimeout as exc:
                 job.error = exc
 
 
@@ -355,7 +381,7 @@ def _failure(exc: Exception) -> F5BatchError:
         return exc
     error: F5BatchError
     if isinstance(exc, torch.OutOfMemoryError):
-        error = TransientError("accelerator out of memory", code="out_of_memory")
+        error = OutOfMemory("accelerator out of memory")
     else:
         error = F5BatchError(f"unexpected error: {exc!r}")
     error.__cause__ = exc

@@ -12,8 +12,11 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from processor.audio import VoicePrompt
+from processor.audio import VoicePrompt, prepare_voice
+from processor.manifest import Manifest
+from processor.storage import VoiceSource
 
 # Bump when prepare_voice changes what it produces: keys of the old preparation then never match.
 PREPARATION_VERSION = 1
@@ -51,3 +54,21 @@ class PreparedVoices:
             self._entries.move_to_end(voice.key)
             while sum(v.samples.nbytes for v in self._entries.values()) > self.max_bytes:
                 self._entries.popitem(last=False)
+
+
+@dataclass
+class Voices:
+    """A manifest's voice, ready for the model: prepared once per clip version and transcript."""
+
+    source: VoiceSource
+    prepared: PreparedVoices
+
+    def prepare(self, manifest: Manifest, scratch: Path) -> VoicePrompt:
+        identity = self.source.identity(manifest.voice)
+        key = voice_key(identity, manifest.voice_text)
+        voice = self.prepared.get(key)
+        if voice is None:
+            path = self.source.fetch(manifest.voice, scratch, identity)  # the version the key names
+            voice = prepare_voice(path, manifest.voice_text, scratch, key=key)
+            self.prepared.add(voice)
+        return voice

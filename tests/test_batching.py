@@ -201,14 +201,14 @@ def test_a_call_runs_until_its_latest_deadline(model: LoadedModel, voices: Any,
     monkeypatch.setattr(processor.synthesis, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
     handle = model.cfm.transformer.register_forward_pre_hook(tick, with_kwargs=True)
     try:
-        hurried = SynthesisRequest("Job number two says its piece.", narrator, seed=2, nfe_step=STEPS, deadline=1.5)
+        hurried = SynthesisRequest("Job number two says its piece.", narrator, seed=2, nfe_step=STEPS, time_limit_s=1.5)
         outcomes = synthesizer.synthesize_batch([hurried, relaxed])
         assert clock["steps"] == STEPS, "the call ran to the end: one request has no limit"
         assert getattr(outcomes[0], "code", None) == "job_timeout"
         assert_close(outcomes[1:], [expected])
 
         clock.update(now=0.0, steps=0)
-        outcomes = synthesizer.synthesize_batch([hurried, replace(relaxed, deadline=2.5)])
+        outcomes = synthesizer.synthesize_batch([hurried, replace(relaxed, time_limit_s=2.5)])
         assert [getattr(o, "code", None) for o in outcomes] == ["job_timeout", "job_timeout"]
         assert clock["steps"] == 3 < STEPS, "past the first limit, stopped at the first step past the latest"
     finally:

@@ -7,7 +7,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from processor.settings import Settings
 
@@ -67,6 +70,23 @@ def test_run_without_a_seeded_model_says_how_to_seed(tmp_path: Path) -> None:
 def test_run_rejects_bad_configuration(tmp_path: Path) -> None:
     out = run_cli("run", "--once", "--inbox", str(tmp_path), env={"F5B_MAX_ATTEMPTS": "0"})
     assert out.returncode == 2 and "max_attempts" in out.stderr
+
+
+@pytest.mark.parametrize("where", ["inbox", "outbox"])
+@pytest.mark.parametrize("location", ["gs://b/in/", "http://example.com/in/", "s3:/x", "S3://b/in/"])
+def test_an_unknown_kind_of_location_fails_at_start_up_in_one_line(tmp_path: Path, where: str,
+                                                                   location: str) -> None:
+    """Before the model loads (the volume here has none: loading it would fail with exit 1) and before any folder."""
+    folders = {"inbox": str(tmp_path / "in"), "outbox": str(tmp_path / "out"), where: location}
+    started = time.monotonic()
+    out = run_cli("run", "--once", "--volume", str(tmp_path / "no-volume"),
+                  "--inbox", folders["inbox"], "--outbox", folders["outbox"])
+    assert (out.returncode, out.stdout) == (2, ""), out.stdout + out.stderr
+    assert time.monotonic() - started < 5
+    [line] = out.stderr.strip().splitlines()
+    assert location in line and "folder path or s3://bucket/prefix/" in line and "Traceback" not in line
+    assert list(tmp_path.iterdir()) == [] and not (REPO / location.split(":")[0]).exists()
+    assert not (REPO / f"{location.split(':')[0]}:").exists()
 
 
 def test_environment_variables_configure_the_worker(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

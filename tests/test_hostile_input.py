@@ -33,6 +33,7 @@ import soundfile as sf
 from processor.audio import MAX_VOICE_S, prepare_voice
 from processor.errors import PermanentError
 from processor.manifest import MAX_MANIFEST_BYTES, MAX_TEXT_CHARS, safe_id
+from processor.settings import Settings
 from processor.storage.local import LocalVoices
 from processor.storage.volume import Volume
 
@@ -355,7 +356,8 @@ def test_local_voices_refuse_a_file_over_max_bytes_before_copying(voices: LocalV
         voices.fetch("voices/over.wav", tmp_path / "job")
     assert err.value.code == "voice_too_large" and "1001 bytes" in err.value.message
     assert list((tmp_path / "job").iterdir()) == []
-    assert LocalVoices(voices.root).max_bytes == 50 * 2**20
+    default = LocalVoices.open(str(voices.root), Settings(), None, None)  # type: ignore[arg-type]
+    assert default.max_bytes == 50 * 2**20
 
 
 def test_local_voices_refuse_an_empty_file_before_decoding(voices: LocalVoices, tmp_path: Path) -> None:
@@ -444,8 +446,11 @@ def test_a_manifest_file_name_that_is_not_utf8_fails_alone(tmp_path: Path) -> No
     inbox.mkdir()
     with open(os.path.join(os.fsencode(inbox), b"bad-\xff-name.json"), "wb") as f:
         f.write(json.dumps(m()).encode())
-    worker = Worker(inbox=LocalInbox(inbox, settle_s=0), outbox=LocalOutbox(tmp_path / "outbox"),
-                    voices=LocalVoices(inbox), synthesizer=NoSynthesizer(), workdir=WorkDir(tmp_path / "work"))
+    settings = Settings(inbox=str(inbox), outbox=str(tmp_path / "outbox"), processing_dir=tmp_path / "work")
+    worker = Worker(inbox=LocalInbox(inbox, stale_after_s=settings.claim_stale_s, settle_s=0),
+                    outbox=LocalOutbox(tmp_path / "outbox"),
+                    voices=LocalVoices(inbox, max_bytes=settings.voice_max_bytes), synthesizer=NoSynthesizer(),
+                    workdir=WorkDir(tmp_path / "work"), settings=settings)
     assert worker.run(once=True) == 1
     [result] = (tmp_path / "outbox").rglob("result.json")
     data = json.loads(result.read_text())

@@ -15,6 +15,7 @@ import pytest
 from processor.errors import PermanentError, VoiceNotFound
 from processor.storage.local import CLAIMS, LocalInbox, LocalOutbox, LocalVoices
 from processor.storage.workdir import WorkDir
+from tests.support.inboxes import take_all
 
 
 def dead_pid() -> int:
@@ -35,11 +36,11 @@ def test_each_manifest_is_claimed_by_exactly_one_of_many_workers(tmp_path: Path)
     for i in range(40):
         drop(tmp_path, f"job-{i:02d}")
     # Four workers on four (pretend) hosts: each must see the others' claims as live.
-    inboxes = [LocalInbox(tmp_path, identity=f"worker-{n}.example.{os.getpid()}") for n in range(4)]
+    inboxes = [LocalInbox(tmp_path, stale_after_s=600, identity=f"worker-{n}.example.{os.getpid()}") for n in range(4)]
     claimed: list[list[str]] = [[] for _ in inboxes]
 
     def drain(n: int) -> None:
-        for lease in inboxes[n].leases(once=True):
+        for lease in take_all(inboxes[n]):
             claimed[n].append(lease.name)
             lease.ack()
 
@@ -54,7 +55,7 @@ def test_each_manifest_is_claimed_by_exactly_one_of_many_workers(tmp_path: Path)
 
 
 def test_claims_of_a_dead_worker_on_this_host_return_to_the_inbox(tmp_path: Path) -> None:
-    inbox = LocalInbox(tmp_path)
+    inbox = LocalInbox(tmp_path, stale_after_s=600)
     claim_dir = tmp_path / CLAIMS
     (claim_dir / f"orphan@{socket.gethostname()}.{dead_pid()}.json").write_text('{"a": 1}')
     (claim_dir / f"busy@{socket.gethostname()}.{os.getppid()}.json").write_text("{}")
@@ -79,7 +80,7 @@ def test_restarted_worker_runs_recovered_claims(tmp_path: Path) -> None:
     (tmp_path / CLAIMS).mkdir()
     (tmp_path / CLAIMS / f"left@{socket.gethostname()}.{dead_pid()}.json").write_text("{}")
     names = []
-    for lease in LocalInbox(tmp_path, settle_s=0).leases(once=True):
+    for lease in take_all(LocalInbox(tmp_path, stale_after_s=600, settle_s=0)):
         names.append(lease.name)
         lease.ack()
     assert names == ["left"]
@@ -87,19 +88,19 @@ def test_restarted_worker_runs_recovered_claims(tmp_path: Path) -> None:
 
 def test_release_returns_the_manifest(tmp_path: Path) -> None:
     drop(tmp_path, "again", '{"x": 1}')
-    inbox = LocalInbox(tmp_path)
-    lease = next(inbox.leases(once=True))
+    inbox = LocalInbox(tmp_path, stale_after_s=600)
+    lease = next(take_all(inbox))
     assert not (tmp_path / "again.json").exists()
     lease.release()
     assert (tmp_path / "again.json").read_text() == '{"x": 1}'
 
 
 def test_watch_mode_picks_up_manifests_dropped_later(tmp_path: Path) -> None:
-    inbox = LocalInbox(tmp_path, settle_s=0.05, poll_s=0.2)
+    inbox = LocalInbox(tmp_path, stale_after_s=600, settle_s=0.05, poll_s=0.2)
     seen: list[str] = []
 
     def consume() -> None:
-        for lease in inbox.leases(once=False):
+        for lease in take_all(inbox, once=False):
             seen.append(lease.name)
             lease.ack()
             if len(seen) == 2:
@@ -117,17 +118,17 @@ def test_watch_mode_picks_up_manifests_dropped_later(tmp_path: Path) -> None:
 
 
 def test_unsettled_files_wait_until_they_stop_changing(tmp_path: Path) -> None:
-    inbox = LocalInbox(tmp_path, settle_s=0.5)
+    inbox = LocalInbox(tmp_path, stale_after_s=600, settle_s=0.5)
     (tmp_path / "writing.json").write_text("{")
     start = time.monotonic()
-    lease = next(inbox.leases(once=True))
+    lease = next(take_all(inbox))
     assert lease.name == "writing" and time.monotonic() - start >= 0.4
 
 
 def test_hidden_and_non_json_files_are_ignored(tmp_path: Path) -> None:
     drop(tmp_path, ".hidden")
     (tmp_path / "notes.txt").write_text("x")
-    assert list(LocalInbox(tmp_path).leases(once=True)) == []
+    assert list(take_all(LocalInbox(tmp_path, stale_after_s=600))) == []
 
 
 def test_put_if_absent_never_overwrites(tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_put_replaces_atomically(tmp_path: Path) -> None:
                                  "voices/../../x.wav", "voices\\..\\x.wav"])
 def test_voice_paths_cannot_leave_the_inbox(tmp_path: Path, ref: str) -> None:
     with pytest.raises(PermanentError) as err:
-        LocalVoices(tmp_path / "inbox").fetch(ref, tmp_path)
+        LocalVoices(tmp_path / "inbox", max_bytes=2**20).fetch(ref, tmp_path)
     assert err.value.code == "voice_not_allowed"
 
 
@@ -158,21 +159,21 @@ def test_voice_is_copied_into_the_job_folder(tmp_path: Path) -> None:
     (tmp_path / "inbox" / "voices" / "v.flac").write_bytes(b"abc")
     job = tmp_path / "job"
     job.mkdir()
-    assert LocalVoices(tmp_path / "inbox").fetch("voices/v.flac", job).read_bytes() == b"abc"
+    assert LocalVoices(tmp_path / "inbox", max_bytes=2**20).fetch("voices/v.flac", job).read_bytes() == b"abc"
     with pytest.raises(VoiceNotFound):
-        LocalVoices(tmp_path / "inbox").fetch("voices/none.wav", job)
+        LocalVoices(tmp_path / "inbox", max_bytes=2**20).fetch("voices/none.wav", job)
 
 
 def test_job_scratch_folders_are_fresh_and_removed_whole(tmp_path: Path) -> None:
     """The worker's cleanup after failures too is covered end to end by tests/test_guards.py."""
     workdir = WorkDir(tmp_path)
     workdir.prepare()
-    first, second = workdir.create("j1"), workdir.create("j1")
-    assert first != second and first.parent == second.parent == workdir.mine
-    (first / "nested").mkdir()
-    (first / "nested" / "big.bin").write_bytes(b"0" * 1000)
-    workdir.remove(first)
-    assert list(workdir.mine.iterdir()) == [second]
+    with workdir.scratch("j1", 0) as second:
+        with workdir.scratch("j1", 0) as first:
+            assert first != second and first.parent == second.parent == workdir.mine
+            (first / "nested").mkdir()
+            (first / "nested" / "big.bin").write_bytes(b"0" * 1000)
+        assert list(workdir.mine.iterdir()) == [second]
 
 
 def test_scratch_folders_of_dead_workers_are_removed_at_start(tmp_path: Path) -> None:

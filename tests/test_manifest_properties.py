@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from processor.errors import PermanentError
 from processor.manifest import ID_PATTERN, Manifest, parse_manifest, printable, safe_id
-from processor.storage.local import LocalVoices
+from processor.storage.local import voice_path
 
 from conftest import VOICE_TEXT
 
@@ -140,7 +140,7 @@ def test_safe_id_is_always_a_valid_id_and_printable_always_encodes(name: str) ->
 def test_a_voice_reference_never_resolves_outside_the_inbox(ref: str) -> None:
     root = Path("/inbox")
     try:
-        path = LocalVoices(root).resolve(ref)
+        path = voice_path(root, ref)
     except PermanentError as err:
         assert err.code == "voice_not_allowed"
         return

@@ -10,8 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from processor.app import build_worker
-from processor.pipeline import Pipeline
-from processor.shutdown import Shutdown
+from processor.pipeline import Prefetch
 from processor.storage.volume import Volume
 
 from conftest import VOICE, inbox_with_voice, local_settings, manifest, write_manifest
@@ -64,15 +63,13 @@ def test_a_voice_shared_by_many_jobs_is_fetched_and_prepared_once(tmp_path: Path
 
 
 def test_prefetch_is_bounded_by_the_lease() -> None:
-    pipeline: Pipeline[object] = Pipeline(lambda jobs: None, lambda job: None, lambda job: None, Shutdown(0),
-                                          max_batch=4, prefetch=8, lease_s=60)
-    assert pipeline.limit() == 12, "before any timing: one batch plus the configured prefetch"
-    pipeline._batch_s = 10.0  # a batch takes 10 s: half a lease holds 3 batches of 4
-    assert pipeline.limit() == 4 + 8
-    pipeline._batch_s = 20.0
-    assert pipeline.limit() == 4 + 4
-    pipeline._batch_s = 45.0  # a batch longer than half the lease: nothing is claimed ahead
-    assert pipeline.limit() == 4
+    prefetch = Prefetch(max_batch=4, ahead=8, lease_s=60)
+    assert prefetch.limit(batch_s=0.0) == 12, "before any timing: one batch plus the configured prefetch"
+    # a batch takes 10 s: half a lease holds 3 batches of 4
+    assert prefetch.limit(batch_s=10.0) == 4 + 8
+    assert prefetch.limit(batch_s=20.0) == 4 + 4
+    # a batch longer than half the lease: nothing is claimed ahead
+    assert prefetch.limit(batch_s=45.0) == 4
 
 
 def test_held_jobs_never_exceed_the_limit(tmp_path: Path, tiny_volume: Volume) -> None:

@@ -41,7 +41,7 @@ def test_transient_errors_are_retried_until_success() -> None:
             raise client_error("SlowDown", 503)
         return "ok"
 
-    assert CallRetry(max_attempts=5, initial_s=0.01, max_s=0.01).call("put", flaky) == "ok"
+    assert CallRetry(max_attempts=5, total_s=60, initial_s=0.01, max_s=0.01).call("put", flaky) == "ok"
     assert len(calls) == 3
 
 
@@ -53,7 +53,7 @@ def test_permanent_errors_are_not_retried_and_attempts_are_bounded() -> None:
         raise client_error("AccessDenied", 403)
 
     with pytest.raises(ClientError):
-        CallRetry(max_attempts=5, initial_s=0.01).call("get", denied)
+        CallRetry(max_attempts=5, total_s=60, initial_s=0.01).call("get", denied)
     assert len(calls) == 1
 
     def down() -> None:
@@ -62,7 +62,7 @@ def test_permanent_errors_are_not_retried_and_attempts_are_bounded() -> None:
 
     calls.clear()
     with pytest.raises(ClientError):
-        CallRetry(max_attempts=4, initial_s=0.01, max_s=0.01).call("get", down)
+        CallRetry(max_attempts=4, total_s=60, initial_s=0.01, max_s=0.01).call("get", down)
     assert len(calls) == 4
 
 

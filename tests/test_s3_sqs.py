@@ -22,6 +22,7 @@ from processor.storage.s3 import S3Outbox, S3Voices
 from processor.storage.s3_inbox import S3Inbox
 from processor.storage.voice_cache import VoiceCache
 from processor.storage.volume import Volume
+from tests.support.inboxes import take_all
 
 from aws_servers import Endpoint, unique_name
 from conftest import REPO, VOICE, manifest
@@ -104,30 +105,30 @@ def test_s3_inbox_leases_are_exclusive_expire_and_finish(aws_env: Endpoint) -> N
     s3.put_object(Bucket=name, Key="in/notes.txt", Body=b"x")
     s3.put_object(Bucket=name, Key="in/sub/deeper.json", Body=b"{}")
     client = make_client("s3", path_style=True)
-    a = S3Inbox(client, S3Location(name, "in/"), FAST_RETRY, lease_s=60, identity="a")
-    b = S3Inbox(client, S3Location(name, "in/"), FAST_RETRY, lease_s=60, identity="b")
+    a = S3Inbox(client, S3Location(name, "in/"), FAST_RETRY, lease_s=60, poll_s=1, identity="a")
+    b = S3Inbox(client, S3Location(name, "in/"), FAST_RETRY, lease_s=60, poll_s=1, identity="b")
 
-    first = list(a.leases(once=True))
+    first = list(take_all(a))
     assert [lease.name for lease in first] == ["job-0", "job-1", "job-2"]
-    assert list(b.leases(once=True)) == [], "live leases are not taken"
+    assert list(take_all(b)) == [], "live leases are not taken"
     assert first[0].body == b"{}"
 
     first[0].ack()
     first[1].release()
-    assert [lease.name for lease in b.leases(once=True)] == ["job-1"], "released comes back, finished does not"
+    assert [lease.name for lease in take_all(b)] == ["job-1"], "released comes back, finished does not"
 
-    short = S3Inbox(client, S3Location(name, "in/"), FAST_RETRY, lease_s=1, identity="dead")
+    short = S3Inbox(client, S3Location(name, "in/"), FAST_RETRY, lease_s=1, poll_s=1, identity="dead")
     s3.put_object(Bucket=name, Key="in/job-3.json", Body=b"{}")
-    (stale,) = list(short.leases(once=True))
+    (stale,) = list(take_all(short))
     time.sleep(1.2)  # the lease's owner misses its heartbeat
-    (taken,) = list(b.leases(once=True))
+    (taken,) = list(take_all(b))
     assert taken.name == "job-3", "an expired lease is taken over"
     with pytest.raises(PermanentError) as lost:
         stale.extend()
     assert lost.value.code == "lease_lost"
 
     s3.put_object(Bucket=name, Key="in/job-0.json", Body=b'{"changed": true}')
-    assert [lease.name for lease in a.leases(once=True)] == ["job-0"], "new content is a new job"
+    assert [lease.name for lease in take_all(a)] == ["job-0"], "new content is a new job"
 
 
 # --- voices from S3 --------------------------------------------------------------------------------

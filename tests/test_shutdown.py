@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +154,12 @@ class ClaimOnTheWire:
         self.inbox, self.delay_s = inbox, delay_s
         self.claimed = threading.Event()
 
-    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[Lease, None, None]:
-        with contextlib.closing(self.inbox.leases(once=once, stop=stop)) as leases:
-            for lease in leases:
-                self.claimed.set()  # the source holds the lease; the worker does not know it yet
-                time.sleep(self.delay_s)
-                yield lease
+    def claim(self, *, once: bool, stop: threading.Event) -> Sequence[Lease]:
+        leases = self.inbox.claim(once=once, stop=stop)
+        if leases:
+            self.claimed.set()  # the source holds the lease; the worker does not know it yet
+            time.sleep(self.delay_s)
+        return leases
 
 
 def test_a_claim_in_progress_when_the_grace_runs_out_is_released_before_exit(tmp_path: Path, inbox: Path,
@@ -211,10 +210,8 @@ class SlowBeats:
         self.calls: list[str] = []
         self.extending = threading.Event()
 
-    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[Lease, None, None]:
-        with contextlib.closing(self.inbox.leases(once=once, stop=stop)) as leases:
-            for lease in leases:
-                yield self._recorded(lease)
+    def claim(self, *, once: bool, stop: threading.Event) -> Sequence[Lease]:
+        return [self._recorded(lease) for lease in self.inbox.claim(once=once, stop=stop)]
 
     def _recorded(self, lease: Lease) -> Any:
         source = self

@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from processor.app import check_no_loop
-from processor.aws import S3Location, is_s3_url, make_client
+from processor.aws import S3Location, make_client
 from processor.checks import PROBE_NAME, Context, Verdict, failed, passed, probe_file, warned
 from processor.errors import F5BatchError
 from processor.logs import redact
 from processor.retries import CallRetry, error_code, http_status
+from processor.schemes import check_no_loop
 from processor.settings import Settings
 from processor.storage.s3_inbox import LEASES
 
@@ -84,7 +84,7 @@ def not_in_inbox(ctx: Context) -> Verdict:
 
 def inbox(ctx: Context) -> Verdict:
     where = ctx.settings.inbox
-    if not is_s3_url(where):
+    if S3Location.bucket_of(where) is None:
         return local_folder(ctx, Path(where), "F5B_INBOX (or --inbox)")
     location = S3Location.parse(where)
     key = location.key(LEASES + PROBE_NAME)
@@ -102,7 +102,7 @@ def inbox(ctx: Context) -> Verdict:
 
 def outbox(ctx: Context) -> Verdict:
     where = ctx.settings.outbox
-    if not is_s3_url(where):
+    if S3Location.bucket_of(where) is None:
         return local_folder(ctx, Path(where), "F5B_OUTBOX (or --outbox)")
     location = S3Location.parse(where)
     key = location.key(PROBE_NAME)

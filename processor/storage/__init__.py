@@ -7,13 +7,13 @@ beside them. The worker sees only these.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 
 class Lease(Protocol):
-    """One claimed manifest. Exactly one of `ack` or `release` ends it."""
+    """One claimed manifest. Exactly one of `ack`, `retry_later` or `release` ends it."""
 
     @property
     def name(self) -> str:
@@ -22,6 +22,15 @@ class Lease(Protocol):
     @property
     def body(self) -> bytes:
         """The manifest's bytes; reading may raise a PermanentError (gone, malformed message)."""
+
+    @property
+    def delivery(self) -> int:
+        """Which delivery of the manifest this is, from 1 (SQS's receive count; 1 for a folder or S3 inbox)."""
+
+    @property
+    def redelivers(self) -> bool:
+        """The source itself delivers the manifest again after `retry_later` (a queue). False: the worker
+        tries a transiently failed job again itself."""
 
     @property
     def final_attempt(self) -> bool:
@@ -41,10 +50,11 @@ class Lease(Protocol):
 
 
 class Inbox(Protocol):
-    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[Lease, None, None]:
-        """Claimed manifests, one at a time. `once`: stop when nothing is left; `stop`: stop waiting when set.
+    def claim(self, *, once: bool, stop: threading.Event) -> Sequence[Lease]:
+        """Claim what is ready: one manifest, or all the jobs of the messages one receive returned.
 
-        Closing the iterator releases whatever it claimed but did not hand out.
+        Waits while nothing is ready, unless `once`; returns [] when nothing is (`once`) or on `stop`.
+        Every lease returned belongs to the caller from then on: the source keeps none to give back.
         """
 
 

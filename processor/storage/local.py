@@ -16,11 +16,16 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from processor.errors import PermanentError, VoiceNotFound
+from processor.errors import VoiceNotAllowed, VoiceNotFound, VoiceTooLarge, VoiceUnreadable
+
+if TYPE_CHECKING:
+    from processor.aws import Clients
+    from processor.settings import Settings
+    from processor.storage.workdir import WorkDir
 
 CLAIMS = ".claims"
 DONE = ".done"
@@ -57,7 +62,9 @@ class LocalLease:
     claim: Path
     name: str
     _body: bytes | None = None
-    final_attempt: bool = True  # a folder has no redelivery: retries happen in the worker
+    delivery: int = 1
+    redelivers: bool = False  # a folder has no redelivery: the worker tries again itself
+    final_attempt: bool = True
 
     @property
     def body(self) -> bytes:
@@ -86,31 +93,35 @@ class LocalLease:
 @dataclass
 class LocalInbox:
     root: Path
-    stale_after_s: float = 600.0
-    settle_s: float = 0.2
-    poll_s: float = 1.0
+    stale_after_s: float
     identity: str = field(default_factory=worker_identity)
+    settle_s: float = 0.2  # a file younger than this may still be being written by a non-atomic copy
+    poll_s: float = 1.0
+
+    @classmethod
+    def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalInbox:
+        return cls(Path(url), stale_after_s=settings.claim_stale_s, identity=workdir.identity)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / CLAIMS).mkdir(exist_ok=True)
 
-    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[LocalLease, None, None]:
+    def claim(self, *, once: bool, stop: threading.Event) -> list[LocalLease]:
         self.recover()
-        stop = stop or threading.Event()
         while not stop.is_set():
             waiting = self._pending()
             for path in waiting:
-                if self._settled(path) and (lease := self.claim(path)) is not None:
-                    yield lease
+                if self._settled(path) and (lease := self.take(path)) is not None:
+                    return [lease]
             if not waiting:
                 if once:
-                    return
+                    return []
                 self._wait_for_manifests(stop)
             elif not any(self._settled(p) for p in self._pending()):
                 time.sleep(self.settle_s)
+        return []
 
-    def claim(self, path: Path) -> LocalLease | None:
+    def take(self, path: Path) -> LocalLease | None:
         name = path.name.removesuffix(".json")
         claim = self.root / CLAIMS / f"{name}@{self.identity}.json"
         try:
@@ -161,6 +172,10 @@ class LocalInbox:
 class LocalOutbox:
     root: Path
 
+    @classmethod
+    def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalOutbox:
+        return cls(Path(url))
+
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -197,7 +212,11 @@ class LocalVoices:
     """Voice clips under the inbox folder, addressed by relative path, up to `max_bytes` each."""
 
     root: Path
-    max_bytes: int = 50 * 2**20
+    max_bytes: int
+
+    @classmethod
+    def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalVoices:
+        return cls(Path(url), max_bytes=settings.voice_max_bytes)
 
     def identity(self, ref: str) -> str:
         path = self.resolve(ref)
@@ -214,11 +233,9 @@ class LocalVoices:
             raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}")
         size = path.stat().st_size
         if size > self.max_bytes:
-            raise PermanentError(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes} (F5B_VOICE_MAX_BYTES)",
-                                 code="voice_too_large")
+            raise VoiceTooLarge(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes} (F5B_VOICE_MAX_BYTES)")
         if size == 0:
-            raise PermanentError(f"voice {ref!r} is an empty file (0 bytes); upload the clip again",
-                                 code="voice_unreadable")
+            raise VoiceUnreadable(f"voice {ref!r} is an empty file (0 bytes); upload the clip again")
         dest = dest_dir / f"voice{''.join(path.suffixes[-1:])}"
         self._copy(ref, path, dest)
         return dest
@@ -228,19 +245,21 @@ class LocalVoices:
         shutil.copyfile(src, dest)
         if dest.stat().st_size > self.max_bytes:
             dest.unlink()
-            raise PermanentError(f"voice {ref!r} grew past the limit of {self.max_bytes} bytes while being read",
-                                 code="voice_too_large")
+            raise VoiceTooLarge(f"voice {ref!r} grew past the limit of {self.max_bytes} bytes while being read")
 
     def resolve(self, ref: str) -> Path:
-        if "://" in ref:
-            raise PermanentError(
-                f"voice {ref!r} is a URL; with a local inbox, voice is a path relative to the inbox folder",
-                code="voice_not_allowed",
-            )
-        rel = PurePosixPath(ref)
-        if rel.is_absolute() or ".." in rel.parts or "\\" in ref:
-            raise PermanentError(
-                f"voice {ref!r} must be a relative path inside the inbox folder (no '..', no absolute paths)",
-                code="voice_not_allowed",
-            )
-        return self.root / rel
+        return voice_path(self.root, ref)
+
+
+def voice_path(root: Path, ref: str) -> Path:
+    """Where a manifest's `voice` is in an inbox folder: a relative path inside it, nothing else."""
+    if "://" in ref:
+        raise VoiceNotAllowed(
+            f"voice {ref!r} is a URL; with a local inbox, voice is a path relative to the inbox folder"
+        )
+    rel = PurePosixPath(ref)
+    if rel.is_absolute() or ".." in rel.parts or "\\" in ref:
+        raise VoiceNotAllowed(
+            f"voice {ref!r} must be a relative path inside the inbox folder (no '..', no absolute paths)"
+        )
+    return root / rel

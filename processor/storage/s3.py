@@ -10,12 +10,27 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processor.aws import S3Location
-from processor.errors import F5BatchError, PermanentError, TransientError, VoiceNotFound
+from processor.errors import (
+    F5BatchError,
+    ManifestNotFound,
+    StorageError,
+    StorageUnavailable,
+    VoiceAccessDenied,
+    VoiceChanged,
+    VoiceNotAllowed,
+    VoiceNotFound,
+    VoiceTooLarge,
+)
 from processor.retries import CallRetry, error_code, http_status, is_transient
 from processor.storage.voice_cache import VoiceCache
+
+if TYPE_CHECKING:
+    from processor.aws import Clients
+    from processor.settings import Settings
+    from processor.storage.workdir import WorkDir
 
 MULTIPART_THRESHOLD = 8 * 2**20  # boto3's default; audio above it goes up in parts
 
@@ -24,8 +39,8 @@ def storage_error(what: str, exc: Exception) -> F5BatchError:
     """Wrap a boto error that survived the retries: transient stays transient, the rest is permanent."""
     message = f"{what}: {error_code(exc)} (HTTP {http_status(exc) or '-'})"
     if is_transient(exc):
-        return TransientError(message, code="storage_unavailable")
-    return F5BatchError(message, code="storage_error")
+        return StorageUnavailable(message)
+    return StorageError(message)
 
 
 def read_manifest(client: Any, retry: CallRetry, bucket: str, key: str) -> bytes:
@@ -35,8 +50,7 @@ def read_manifest(client: Any, retry: CallRetry, bucket: str, key: str) -> bytes
         body: bytes = response["Body"].read()
     except Exception as exc:
         if http_status(exc) == 404:
-            raise PermanentError(f"manifest s3://{bucket}/{key} no longer exists",
-                                 code="manifest_not_found") from exc
+            raise ManifestNotFound(f"manifest s3://{bucket}/{key} no longer exists") from exc
         raise storage_error(f"reading s3://{bucket}/{key}", exc) from exc
     return body
 
@@ -47,6 +61,10 @@ class S3Outbox:
     location: S3Location
     retry: CallRetry
     multipart_threshold: int = MULTIPART_THRESHOLD
+
+    @classmethod
+    def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> S3Outbox:
+        return cls(clients.s3, S3Location.parse(url), clients.retry)
 
     def put(self, key: str, data: bytes) -> None:
         full = self.location.key(key)
@@ -116,6 +134,14 @@ class S3Voices:
     cache: VoiceCache
     retry: CallRetry
 
+    @classmethod
+    def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> S3Voices:
+        """Voices for the inbox `url`: keys in its bucket (if it is one), and the buckets of F5B_VOICE_BUCKETS."""
+        default_bucket = S3Location.bucket_of(url) or ""
+        allowed = {b.strip() for b in settings.voice_buckets.split(",") if b.strip()} or {default_bucket}
+        cache = VoiceCache(workdir.mine / "voice-cache", settings.voice_cache_bytes)
+        return cls(clients.s3, default_bucket, frozenset(allowed), settings.voice_max_bytes, cache, clients.retry)
+
     def identity(self, ref: str) -> str:
         bucket, key, etag = self._locate(ref)
         return f"s3://{bucket}/{key}#{etag}"
@@ -137,25 +163,22 @@ class S3Voices:
         head = self._head(bucket, key, ref)
         size, etag = int(head["ContentLength"]), str(head["ETag"]).strip('"')
         if size > self.max_bytes:
-            raise PermanentError(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes}",
-                                 code="voice_too_large")
+            raise VoiceTooLarge(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes}")
         return bucket, key, etag
 
     def resolve(self, ref: str) -> tuple[str, str]:
         if ref.startswith("s3://"):
             bucket, _, key = ref[len("s3://"):].partition("/")
         elif "://" in ref:
-            raise PermanentError(f"voice {ref!r}: only s3:// URLs or keys in the inbox bucket are read",
-                                 code="voice_not_allowed")
+            raise VoiceNotAllowed(f"voice {ref!r}: only s3:// URLs or keys in the inbox bucket are read")
         else:
             bucket, key = self.default_bucket, ref
         parts = PurePosixPath(key).parts
         if not key or key.startswith("/") or ".." in parts or "\\" in key:
-            raise PermanentError(f"voice {ref!r} is not a valid object key", code="voice_not_allowed")
+            raise VoiceNotAllowed(f"voice {ref!r} is not a valid object key")
         if bucket not in self.allowed_buckets:
-            raise PermanentError(
-                f"voice {ref!r} is in bucket {bucket!r}, which is not in the allow-list (F5B_VOICE_BUCKETS)",
-                code="voice_not_allowed",
+            raise VoiceNotAllowed(
+                f"voice {ref!r} is in bucket {bucket!r}, which is not in the allow-list (F5B_VOICE_BUCKETS)"
             )
         return bucket, key
 
@@ -167,8 +190,7 @@ class S3Voices:
             if http_status(exc) == 404:
                 raise VoiceNotFound(f"voice {ref!r} not found (s3://{bucket}/{key})") from exc
             if http_status(exc) == 403:
-                raise PermanentError(f"voice {ref!r}: access denied to s3://{bucket}/{key}",
-                                     code="voice_access_denied") from exc
+                raise VoiceAccessDenied(f"voice {ref!r}: access denied to s3://{bucket}/{key}") from exc
             raise storage_error(f"reading voice {ref!r}", exc) from exc
         return head
 
@@ -180,8 +202,7 @@ class S3Voices:
                 for chunk in response["Body"].iter_chunks(1 << 20):
                     f.write(chunk)
                     if f.tell() > self.max_bytes:
-                        raise PermanentError(f"voice {ref!r} exceeds {self.max_bytes} bytes",
-                                             code="voice_too_large")
+                        raise VoiceTooLarge(f"voice {ref!r} exceeds {self.max_bytes} bytes")
 
         try:
             self.retry.call("s3 get voice", download)
@@ -189,5 +210,5 @@ class S3Voices:
             raise
         except Exception as exc:
             if http_status(exc) in (404, 412):
-                raise TransientError(f"voice {ref!r} changed while being read", code="voice_changed") from exc
+                raise VoiceChanged(f"voice {ref!r} changed while being read") from exc
             raise storage_error(f"reading voice {ref!r}", exc) from exc

@@ -18,16 +18,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processor.aws import S3Location
-from processor.errors import PermanentError
+from processor.errors import LeaseLost
 from processor.logs import logger
 from processor.retries import CallRetry, http_status
 from processor.storage.local import worker_identity
 from processor.storage.s3 import read_manifest, storage_error
+
+if TYPE_CHECKING:
+    from processor.aws import Clients
+    from processor.settings import Settings
+    from processor.storage.workdir import WorkDir
 
 LEASES = ".leases/"
 DONE = ".done/"
@@ -45,6 +50,8 @@ class S3Lease:
     inbox: S3Inbox
     candidate: Candidate
     lease_etag: str
+    delivery: int = 1
+    redelivers: bool = False  # nothing delivers a scanned manifest again: the worker tries again itself
     final_attempt: bool = True
     _body: bytes | None = None
 
@@ -77,26 +84,33 @@ class S3Inbox:
     client: Any
     location: S3Location
     retry: CallRetry
-    lease_s: float = 300.0
-    poll_s: float = 5.0
+    lease_s: float
+    poll_s: float
     identity: str = field(default_factory=worker_identity)
     _held: set[str] = field(default_factory=set)  # names of the leases this process knows it holds
+    _candidates: list[Candidate] = field(default_factory=list)  # the rest of the last scan, in order
+    _scanned: bool = False
+    _claimed: bool = False  # something was claimed since the last scan
 
-    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[S3Lease, None, None]:
-        stop = stop or threading.Event()
+    @classmethod
+    def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> S3Inbox:
+        return cls(clients.s3, S3Location.parse(url), clients.retry, lease_s=settings.lease_s,
+                   poll_s=settings.poll_s, identity=workdir.identity)
+
+    def claim(self, *, once: bool, stop: threading.Event) -> list[S3Lease]:
         while not stop.is_set():
-            claimed = 0
-            for candidate in self.scan():
-                if stop.is_set():
-                    return
-                lease = self.claim(candidate)
+            while self._candidates:
+                lease = self.take(self._candidates.pop(0))
                 if lease is not None:
-                    claimed += 1
-                    yield lease
-            if claimed == 0:
+                    self._claimed = True
+                    return [lease]
+            if self._scanned and not self._claimed:  # the last scan had nothing left to claim
                 if once:
-                    return
+                    self._scanned = False
+                    return []
                 stop.wait(self.poll_s)
+            self._candidates, self._scanned, self._claimed = self.scan(), True, False
+        return []
 
     def scan(self) -> list[Candidate]:
         """Manifests under the prefix that are neither done nor held by a live lease (checked at claim time)."""
@@ -109,7 +123,7 @@ class S3Inbox:
                 candidates.append(Candidate(name, key, etag))
         return candidates
 
-    def claim(self, candidate: Candidate) -> S3Lease | None:
+    def take(self, candidate: Candidate) -> S3Lease | None:
         lease_key = self.location.key(LEASES + candidate.name)
         etag = self._put_lease(lease_key, candidate, IfNoneMatch="*")
         if etag is not None:
@@ -137,7 +151,7 @@ class S3Inbox:
     def renew(self, candidate: Candidate, lease_etag: str) -> str:
         etag = self._put_lease(self.location.key(LEASES + candidate.name), candidate, IfMatch=lease_etag)
         if etag is None:
-            raise PermanentError(f"lease on {candidate.name} was taken over by another worker", code="lease_lost")
+            raise LeaseLost(f"lease on {candidate.name} was taken over by another worker")
         return etag
 
     def drop_lease(self, name: str, lease_etag: str) -> None:

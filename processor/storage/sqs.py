@@ -14,17 +14,21 @@ import json
 import random
 import threading
 import time
-from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from processor.aws import MAX_RECEIVE_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
-from processor.errors import PermanentError
+from processor.aws import MAX_RECEIVE_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S, S3Location
+from processor.errors import ManifestNotAllowed
 from processor.logs import logger
 from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
 from processor.retries import CallRetry, error_code
 from processor.storage.s3 import read_manifest, storage_error
+
+if TYPE_CHECKING:
+    from processor.aws import Clients
+    from processor.settings import Settings
+    from processor.storage.workdir import WorkDir
 
 MAX_BACKOFF_S = 900
 
@@ -75,6 +79,14 @@ class SqsLease:
         return self._body
 
     @property
+    def delivery(self) -> int:
+        return self.message.receive_count
+
+    @property
+    def redelivers(self) -> bool:
+        return True
+
+    @property
     def final_attempt(self) -> bool:
         return self.message.receive_count >= self.message.inbox.max_receives
 
@@ -99,12 +111,23 @@ class SqsInbox:
     s3: Any
     queue_url: str
     retry: CallRetry
-    lease_s: int = 300
-    wait_s: int = MAX_WAIT_TIME_S
-    batch: int = 1
-    retry_base_s: float = 10.0
-    max_receives: int = 5
+    lease_s: int
+    wait_s: int
+    batch: int
+    retry_base_s: float
+    max_receives: int  # used when the queue has no redrive policy; its maxReceiveCount wins
     manifest_buckets: frozenset[str] | None = None
+
+    @classmethod
+    def open(cls, inbox_url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> SqsInbox:
+        """The queue of F5B_QUEUE; manifests named by its events must be in the inbox's bucket, if it has one."""
+        assert settings.queue is not None
+        bucket = S3Location.bucket_of(inbox_url)
+        buckets = frozenset({bucket}) if bucket else None
+        return cls(clients.sqs, clients.s3, settings.queue, clients.retry, lease_s=settings.lease_s,
+                   wait_s=settings.receive_wait_s, batch=settings.receive_batch,
+                   retry_base_s=settings.redelivery_base_s, max_receives=settings.max_receives,
+                   manifest_buckets=buckets)
 
     def __post_init__(self) -> None:
         self.wait_s = max(0, min(self.wait_s, MAX_WAIT_TIME_S))
@@ -122,20 +145,13 @@ class SqsInbox:
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         return json.loads(policy) if policy else None
 
-    def leases(self, *, once: bool, stop: threading.Event | None = None) -> Generator[SqsLease, None, None]:
-        stop = stop or threading.Event()
+    def claim(self, *, once: bool, stop: threading.Event) -> list[SqsLease]:
         while not stop.is_set():
             messages = self.receive()
-            if not messages and once:
-                return
-            started = 0
-            try:
-                for raw in messages:
-                    started += 1
-                    yield from self._leases_of(raw)
-            finally:
-                for raw in messages[started:]:  # received but never started: back to the queue now
-                    self.set_visibility(self._message(raw), 0)
+            leases = [lease for raw in messages for lease in self._leases_of(raw)]
+            if leases or (once and not messages):
+                return leases
+        return []
 
     def receive(self) -> list[dict[str, Any]]:
         try:
@@ -153,7 +169,7 @@ class SqsInbox:
         return Message(self, raw["MessageId"], raw["ReceiptHandle"],
                        int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), time.time())
 
-    def _leases_of(self, raw: dict[str, Any]) -> Iterator[SqsLease]:
+    def _leases_of(self, raw: dict[str, Any]) -> list[SqsLease]:
         message = self._message(raw)
         jobs: list[ObjectRef | InlineManifest | InvalidMessage]
         try:
@@ -164,16 +180,8 @@ class SqsInbox:
             logger.info("message carries no job (test event or other event type); deleted",
                         extra={"stage": "receive", "message_id": message.message_id})
             self.delete(message)
-            return
         message.pending = len(jobs)
-        handed_out = 0
-        try:
-            for job in jobs:
-                handed_out += 1
-                yield SqsLease(message, job)
-        finally:
-            for _ in jobs[handed_out:]:  # closed early (shutdown): the rest is redelivered at once
-                message.settle(retry_delay_s=0)
+        return [SqsLease(message, job) for job in jobs]
 
     def depth(self) -> int:
         """Messages waiting to be received (approximate, as SQS reports it): what scales the pods."""
@@ -187,8 +195,7 @@ class SqsInbox:
         if isinstance(job, InlineManifest):
             return job.body
         if self.manifest_buckets is not None and job.bucket not in self.manifest_buckets:
-            raise PermanentError(f"manifest s3://{job.bucket}/{job.key} is not in an inbox bucket",
-                                 code="manifest_not_allowed")
+            raise ManifestNotAllowed(f"manifest s3://{job.bucket}/{job.key} is not in an inbox bucket")
         return read_manifest(self.s3, self.retry, job.bucket, job.key)
 
     def extend(self, message: Message) -> None:

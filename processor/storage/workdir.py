@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processor.errors import TransientError
+from processor.errors import ProcessingDiskFull
 from processor.storage.local import pid_alive, worker_identity
 
 
@@ -35,20 +37,21 @@ class WorkDir:
                 shutil.rmtree(folder, ignore_errors=True)
         self.mine.mkdir(exist_ok=True)
 
-    def create(self, job_id: str) -> Path:
-        """A fresh folder for one job; the caller removes it with `remove` whatever happens."""
+    @contextmanager
+    def scratch(self, job_id: str, needed_bytes: int) -> Iterator[Path]:
+        """A fresh folder for one job, removed when the block ends, whatever happens in it."""
+        self.ensure_free(needed_bytes)
         self.mine.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
-
-    @staticmethod
-    def remove(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        path = Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     def ensure_free(self, needed_bytes: int) -> None:
         """Refuse to start a download the disk cannot hold; another pod (or later) may do better."""
         free = shutil.disk_usage(self.root).free
         if free < needed_bytes:
-            raise TransientError(
-                f"processing folder {self.root} has {free} bytes free; a job needs {needed_bytes}",
-                code="processing_disk_full",
+            raise ProcessingDiskFull(
+                f"processing folder {self.root} has {free} bytes free; a job needs {needed_bytes}"
             )

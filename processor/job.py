@@ -1,0 +1,132 @@
+"""A job's life, top to bottom: start reading here.
+
+`life` is one claimed manifest from its bytes to its outcome. It is a generator:
+it runs up to the synthesis request it yields (on the intake thread), receives
+the speech (or the synthesis error, thrown in) from the synthesis call that
+served it together with other jobs, and returns how it ended (on the output
+thread). The pipeline (`pipeline.py`) drives it and knows nothing else of jobs;
+what happens at its end (the record, the lease) is in `outcomes.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from processor.audio import VoicePrompt, remove_silence
+from processor.errors import F5BatchError
+from processor.leases import HeldLease
+from processor.logs import JobLog
+from processor.manifest import Manifest, parse_manifest, printable, safe_id
+from processor.outcomes import Attempts, Failed, Outcome, Skipped, Succeeded
+from processor.outputs import Audio, Outputs
+from processor.results import Timings
+from processor.storage.workdir import WorkDir
+from processor.synthesis import Speech, SynthesisRequest, check_deadline
+from processor.voices import Voices
+
+Life = Generator[SynthesisRequest, Speech, Outcome]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every job's life uses: built once per run by the worker."""
+
+    outputs: Outputs
+    voices: Voices
+    workdir: WorkDir
+    attempts: Attempts
+    min_free_bytes: int  # F5B_PROCESSING_MIN_FREE_BYTES
+
+
+def life(job: Job, ctx: Context) -> Life:
+    try:
+        manifest = job.read_manifest()
+        if ctx.outputs.finished(job.id):
+            return Skipped(job)
+        with ctx.workdir.scratch(job.id, ctx.min_free_bytes) as scratch:
+            with job.timed("fetch"):
+                voice = ctx.voices.prepare(manifest, scratch)
+            job.fetched(voice)
+            speech = yield SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s())
+            audio = finish_audio(job, manifest, speech, scratch)
+            if ctx.outputs.finished(job.id):
+                return Skipped(job, "another worker finished this job first; its result stands", "duplicate")
+            with job.timed("write"):
+                produced = ctx.outputs.write(job.id, audio)
+            job.log.event("written", "audio written", key=produced["audio"], seconds=round(job.timings.write, 3))
+        return Succeeded(job, produced)
+    except F5BatchError as exc:
+        return ctx.attempts.after(job, exc)
+    except Exception as exc:  # a bug must fail this one job, never the worker or the queue
+        job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
+        return Failed(job, F5BatchError(f"unexpected error: {exc!r}"))
+
+
+def finish_audio(job: Job, manifest: Manifest, speech: Speech, scratch: Path) -> Audio:
+    """The speech as the manifest wants it; the job's time limit counts from its synthesis call's start."""
+    job.deadline = speech.started + job.time_left_s()
+    job.timings.synth += speech.seconds
+    wave = speech.wave
+    if manifest.remove_silence:
+        with job.timed("synth"):
+            wave = remove_silence(wave, speech.sample_rate, scratch)
+    audio = Audio(wave, speech.sample_rate, manifest.format)
+    job.log.event("synthesized", "audio synthesized", audio_s=round(audio.duration_s, 3), batch=speech.batch,
+                  seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio.duration_s, 1e-9), 4))
+    check_deadline(job.deadline)
+    return audio
+
+
+@dataclass(eq=False)
+class Job:
+    """One claimed manifest in this worker, across the attempts the worker makes at it."""
+
+    held: HeldLease
+    time_limit_s: float  # F5B_JOB_TIMEOUT_S: the job's own work, not its wait for a free synthesizer
+    log: JobLog = field(init=False)
+    attempt: int = field(init=False)
+    started: float = field(default_factory=time.monotonic)
+    timings: Timings = field(default_factory=Timings)
+    body: bytes = b""
+    manifest: Manifest | None = None
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        self.log = JobLog(safe_id(self.held.name))
+        self.attempt = self.held.lease.delivery
+        self.log.event("claimed", f"claimed manifest {printable(self.held.name, 1024)}")
+
+    @property
+    def id(self) -> str:
+        """The manifest's id; before it is read (or when it cannot be), a safe id made from the manifest's name."""
+        return self.manifest.job_id if self.manifest else safe_id(self.held.name)
+
+    def read_manifest(self) -> Manifest:
+        self.body = self.held.body
+        self.manifest = parse_manifest(self.body, self.held.name)
+        self.log.job = self.manifest.job_id
+        self.deadline = time.monotonic() + self.time_left_s()
+        return self.manifest
+
+    def time_left_s(self) -> float:
+        return self.time_limit_s - self.timings.fetch - self.timings.synth - self.timings.write
+
+    def fetched(self, voice: VoicePrompt) -> None:
+        assert self.manifest is not None
+        self.log.event("fetched", "voice ready", voice=self.manifest.voice, voice_s=round(voice.duration_s, 3),
+                       seconds=round(self.timings.fetch, 3))
+        check_deadline(self.deadline)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the block's wall time to one stage of `timings` (attempts add up)."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            setattr(self.timings, stage, getattr(self.timings, stage) + time.monotonic() - start)

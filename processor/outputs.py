@@ -1,0 +1,81 @@
+"""A job's files in the outbox, in the order consumers rely on: its products, then `log.jsonl`, then `result.json`.
+
+`result.json` is written last and once (a conditional write): when it exists the
+job is over, and a second run of the same job never replaces it. Each product is
+one function in `PRODUCTS` that writes its file and returns its fields of the
+result: adding an output file is one function here plus its field in `Result`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from processor.audio import encode
+from processor.logs import JobLog
+from processor.results import Result
+from processor.storage import Outbox
+
+RESULT = "result.json"
+LOG = "log.jsonl"
+
+
+def job_key(job_id: str, name: str) -> str:
+    return f"{job_id}/{name}"
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A job's finished speech, in the format its manifest asks for."""
+
+    wave: np.ndarray
+    sample_rate: int
+    format: str
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.wave) / self.sample_rate
+
+
+Product = Callable[[Outbox, str, Audio], dict[str, Any]]
+
+
+def audio_file(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
+    key = job_key(job_id, f"audio.{audio.format}")
+    outbox.put(key, encode(audio.wave, audio.sample_rate, audio.format))
+    return {"audio": key, "audio_uri": outbox.uri(key), "sample_rate": audio.sample_rate,
+            "duration_s": round(audio.duration_s, 6)}
+
+
+PRODUCTS: tuple[Product, ...] = (audio_file,)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    outbox: Outbox
+
+    def finished(self, job_id: str) -> bool:
+        """A result exists: the job is over, whoever ran it."""
+        return self.outbox.exists(job_key(job_id, RESULT))
+
+    def write(self, job_id: str, audio: Audio) -> dict[str, Any]:
+        """Every product of a job, in order; their fields of the result."""
+        fields: dict[str, Any] = {}
+        for product in PRODUCTS:
+            fields.update(product(self.outbox, job_id, audio))
+        return fields
+
+    def write_record(self, log: JobLog, result: Result) -> None:
+        """The log, then the result (consumers wait for result.json), unless a result exists already."""
+        result_key = job_key(result.id, RESULT)
+        if self.outbox.exists(result_key):
+            log.event("duplicate", "a result for this id exists already; kept it", logging.WARNING)
+            return
+        log.event("finished", f"job {result.status}", status=result.status, seconds=round(result.timings.total, 3))
+        self.outbox.put(job_key(result.id, LOG), log.jsonl())
+        if not self.outbox.put_if_absent(result_key, result.json_bytes()):
+            log.event("duplicate", "another run wrote this id's result first; kept it", logging.WARNING)

@@ -1,0 +1,97 @@
+"""Which inbox, outbox and voice source a location means: one table, checked before anything starts.
+
+A location is a folder path or an `s3://bucket/prefix/` URL; with `--queue`, jobs
+come from an SQS queue instead of a scan of the inbox. Anything else that looks
+like a URL (`gs://…`, `http://…`, a typo such as `s3:/x`) is refused at start-up,
+before the model loads and before any folder is made. A new kind of inbox is one
+storage module with an `open` classmethod, plus one row here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from processor.aws import S3_SCHEME, Clients, S3Location
+from processor.errors import InvalidConfiguration
+from processor.settings import Settings
+from processor.storage import Inbox, Outbox, VoiceSource
+from processor.storage.local import LocalInbox, LocalOutbox, LocalVoices
+from processor.storage.s3 import S3Outbox, S3Voices
+from processor.storage.s3_inbox import S3Inbox
+from processor.storage.sqs import SqsInbox
+from processor.storage.workdir import WorkDir
+
+Opener = Callable[[str, Settings, Clients, WorkDir], Any]
+
+
+@dataclass(frozen=True)
+class Scheme:
+    form: str  # how a user writes such a location, for error messages
+    inbox: Opener
+    outbox: Opener
+    voices: Opener  # where the voices of an inbox of this kind come from
+
+
+FOLDER = ""
+SCHEMES: dict[str, Scheme] = {
+    FOLDER: Scheme("a folder path", LocalInbox.open, LocalOutbox.open, LocalVoices.open),
+    "s3": Scheme("s3://bucket/prefix/", S3Inbox.open, S3Outbox.open, S3Voices.open),
+}
+QUEUE_INBOX: Opener = SqsInbox.open  # --queue: the queue hands out jobs; the inbox still says where voices are
+
+_URL_LIKE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def scheme_of(location: str, what: str) -> Scheme:
+    """The row for `location`, or InvalidConfiguration naming the supported forms."""
+    if location.startswith(S3_SCHEME):
+        S3Location.parse(location)  # a bucket name S3 would refuse fails here, not at the first request
+        return SCHEMES["s3"]
+    found = _URL_LIKE.match(location)
+    if found is None:
+        return SCHEMES[FOLDER]
+    forms = " or ".join(scheme.form for scheme in SCHEMES.values())
+    raise InvalidConfiguration(f"{what} {location!r}: {found.group(1)!r} is not a supported location; use {forms}")
+
+
+@dataclass(frozen=True)
+class Storage:
+    inbox: Inbox
+    outbox: Outbox
+    voices: VoiceSource
+
+
+def check(settings: Settings) -> None:
+    """Refuse, before anything is made or loaded, an inbox or outbox of no supported kind."""
+    scheme_of(settings.inbox, "inbox")
+    scheme_of(settings.outbox, "outbox")
+
+
+def open_storage(settings: Settings, workdir: WorkDir) -> Storage:
+    check(settings)
+    check_no_loop(settings)
+    clients = Clients(settings)
+    inbox_scheme = scheme_of(settings.inbox, "inbox")
+    inbox = QUEUE_INBOX if settings.queue else inbox_scheme.inbox
+    # F5B_VOICE_BUCKETS names S3 buckets: voices come from S3 whatever the inbox is.
+    voices = SCHEMES["s3"].voices if settings.voice_buckets else inbox_scheme.voices
+    return Storage(
+        inbox=inbox(settings.inbox, settings, clients, workdir),
+        outbox=scheme_of(settings.outbox, "outbox").outbox(settings.outbox, settings, clients, workdir),
+        voices=voices(settings.inbox, settings, clients, workdir),
+    )
+
+
+def check_no_loop(settings: Settings) -> None:
+    """An outbox inside the inbox prefix would feed every result back in as a new job."""
+    inbox_bucket, outbox_bucket = S3Location.bucket_of(settings.inbox), S3Location.bucket_of(settings.outbox)
+    if inbox_bucket is None or inbox_bucket != outbox_bucket:
+        return
+    inbox, outbox = S3Location.parse(settings.inbox).prefix, S3Location.parse(settings.outbox).prefix
+    if outbox.startswith(inbox) or inbox.startswith(outbox):
+        raise InvalidConfiguration(
+            f"outbox {settings.outbox} overlaps inbox {settings.inbox}: results would be taken as new jobs"
+        )
