@@ -112,7 +112,7 @@ def main() -> int:
     volume.apply_cache_environment(offline=True)
     folder = volume.model(args.model)
     if args.model == "tiny" and folder.missing_files():
-        from processor.model import build_tiny
+        from processor.seeding.random_models import build_tiny
 
         build_tiny(folder)
         folder.write_checksums()

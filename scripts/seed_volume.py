@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processor.seeding import main  # noqa: E402  (needs the sys.path entry above)
+from processor.seeding.cli import main  # noqa: E402  (needs the sys.path entry above)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from processor.model import TINY, build_tiny, load_model
-from processor.seeding import (
+from processor.model import load_model
+from processor.seeding.cli import build_parser, main
+from processor.seeding.flow import seed
+from processor.seeding.random_models import TINY, build_tiny
+from processor.seeding.request import resolve
+from processor.seeding.sources import (
     HUB_MODELS,
     WEIGHTS,
     HubSource,
@@ -26,11 +30,7 @@ from processor.seeding import (
     SeedError,
     Source,
     SourceFile,
-    build_parser,
     f5tts_model_yaml,
-    main,
-    resolve,
-    seed,
 )
 from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, ModelFolder, Volume, sha256_file
 
@@ -431,3 +431,4 @@ def test_an_unrecorded_fp16_file_makes_the_folder_incomplete(tmp_path: Path) -> 
     assert folder.checksum_mismatches() == [FP16_WEIGHTS] and not folder.is_complete()
     seed(folder, RandomSource(TINY))
     assert folder.is_complete() and not folder.weights_fp16.exists()
+

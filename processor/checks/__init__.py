@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from processor.seeding import HUB_MODELS, RANDOM_SUFFIX, TINY_MODEL, existing_ancestor
-from processor.seeding import disk_free as seeding_disk_free
+from processor.seeding.cli import RANDOM_SUFFIX, TINY_MODEL
+from processor.seeding.flow import disk_free as seeding_disk_free
+from processor.seeding.flow import existing_ancestor
+from processor.seeding.sources import HUB_MODELS
 from processor.settings import Settings
 from processor.storage.local import worker_identity
 from processor.storage.volume import ModelFolder, Volume

@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 
 from processor.checks import Context, Verdict, failed, passed, probe_file, warned, where_mounted
-from processor.model import TINY, read_vocab, weights_bytes, wheel_vocab
-from processor.seeding import (
+from processor.model import read_vocab, weights_bytes
+from processor.seeding.cli import RANDOM_SUFFIX, TINY_MODEL
+from processor.seeding.flow import MIN_SPACE_MARGIN, check_free_space, format_size
+from processor.seeding.random_models import TINY, wheel_vocab
+from processor.seeding.sources import (
     HUB_MODELS,
-    MIN_SPACE_MARGIN,
-    RANDOM_SUFFIX,
-    TINY_MODEL,
     WEIGHTS,
     RandomSource,
     SeedError,
     SourceFile,
-    check_free_space,
-    format_size,
     hub_model_config,
     random_model,
 )
