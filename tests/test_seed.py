@@ -31,8 +31,11 @@ from processor.seeding.sources import (
     Source,
     SourceFile,
     f5tts_model_yaml,
+    random_architectures,
 )
 from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, ModelFolder, Volume, sha256_file
+
+from conftest import run_cli as f5_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 V1 = HUB_MODELS["F5TTS_v1_Base"]
@@ -432,3 +435,25 @@ def test_an_unrecorded_fp16_file_makes_the_folder_incomplete(tmp_path: Path) -> 
     seed(folder, RandomSource(TINY))
     assert folder.is_complete() and not folder.weights_fp16.exists()
 
+
+# --- `f5-batch seed`: its help, and what the other commands import ----------------------------------------------
+
+
+def test_seed_help_lists_the_models_it_knows() -> None:
+    result = f5_batch("seed", "--help")
+
+    assert result.returncode == 0, result.stderr
+    architectures = random_architectures()
+    assert "F5TTS_v1_Base" in architectures and "E2TTS_Base" not in architectures  # E2-TTS is not a DiT
+    for name in (*HUB_MODELS, "tiny", "ARCH-random", ", ".join(architectures)):
+        assert name in result.stdout
+    for flag in ("--volume", "--model", "--from", "--tiny", "--random", "--fp16-copy"):
+        assert flag in result.stdout
+
+
+def test_other_commands_do_not_import_the_seeding_code() -> None:
+    """`f5-batch` builds the seed flags for every command; only seeding itself imports what seeds."""
+    code = ("import sys; from processor.cli import build_parser; build_parser().parse_args(['health']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('processor.seeding', 'processor.model', 'yaml'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['processor.seeding', 'processor.seeding.cli']"
