@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = KNOWN_MODELS
     parser.formatter_class = SeedHelpFormatter
     parser.set_defaults(seed_parser=parser)
-    parser.add_argument("--volume", required=True, type=Path, help="the volume root, e.g. /runpod-volume")
+    parser.add_argument("--volume", required=True, type=Path,
+                        help="the volume root, e.g. /runpod-volume (a local folder is created if missing)")
     parser.add_argument("--model", help=f"model name: a hub model listed below (default {DEFAULT_MODEL}), or tiny")
     parser.add_argument(
         "--from",
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace, *, free_space: FreeSpace | None = None) -> int
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        request.volume.root.mkdir(parents=True, exist_ok=True)
         report = seed(request.folder, request.source, fp16_copy=request.fp16_copy, free_space=free_space or disk_free)
     except SeedError as exc:
         print(f"error: {exc}", file=sys.stderr)

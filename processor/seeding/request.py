@@ -21,7 +21,7 @@ from processor.seeding.sources import (
     hub_source,
     random_model,
 )
-from processor.storage.volume import ModelFolder, Volume
+from processor.storage.volume import RUNPOD_VOLUME, ModelFolder, Volume
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -46,9 +46,7 @@ class Request:
 
 def resolve(args: argparse.Namespace) -> Request:
     """Turn arguments into a volume, a model name and a source, or raise UsageError."""
-    if not args.volume.is_dir():
-        raise UsageError(f"volume {args.volume} is not a directory (mount it, or create it for local use)")
-    volume = Volume(args.volume)
+    volume = resolve_volume(args.volume)
     fp16 = bool(args.fp16_copy)
     if args.tiny + (args.random is not None) + (args.source is not None) > 1:
         raise UsageError("--tiny and --random build a model locally; combine neither with the other nor with --from")
@@ -62,6 +60,23 @@ def resolve(args: argparse.Namespace) -> Request:
         return replace(resolve_from(volume, args.source, args.model), fp16_copy=fp16)
     name = args.model or DEFAULT_MODEL
     return Request(volume, name, hub_source(volume, known_model(name, "the hub")), fp16)
+
+
+def resolve_volume(path: Path) -> Volume:
+    """The volume root: a local folder that does not exist yet is created by the run, a missing network volume is not.
+
+    Without its network volume, `/runpod-volume` on a pod is a folder like any other on
+    the container disk: a model seeded there fills that disk and is lost with the pod.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"volume {path} is not a directory")
+    where = path.absolute()
+    if not path.exists() and where.is_relative_to(RUNPOD_VOLUME) and not RUNPOD_VOLUME.is_dir():
+        raise UsageError(
+            f"volume {path}: the network volume is not mounted ({RUNPOD_VOLUME} does not exist); attach it to the "
+            "pod, or give --volume a local folder: seeding into the container disk would be lost with the pod"
+        )
+    return Volume(path)
 
 
 def resolve_random(volume: Volume, arch: str, name: str | None, fp16: bool) -> Request:
