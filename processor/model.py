@@ -243,7 +243,7 @@ def check_complete(folder: ModelFolder) -> None:
     if missing:
         raise ModelError(
             f"model folder {folder.path} is incomplete (missing {', '.join(missing)}); "
-            f"seed it with: python scripts/seed_volume.py --volume {folder.path.parent.parent} --model {folder.name}"
+            f"seed it with: f5-batch seed --volume {folder.path.parent.parent} --model {folder.name}"
         )
 
 

@@ -57,7 +57,7 @@ def separate_disk(ctx: Context) -> Verdict:
 
 
 def volume_free_space(ctx: Context) -> Verdict:
-    """A seeded volume needs only headroom; an unseeded one needs room for the model, as the seed script counts it."""
+    """A seeded volume needs only headroom; an unseeded one needs room for the model, as `f5-batch seed` counts it."""
     volume, folder = ctx.settings.volume, ctx.folder
     free = ctx.free_space(volume)
     if not folder.missing_files():  # present is enough here; model.checksums verifies them
@@ -75,9 +75,9 @@ def volume_free_space(ctx: Context) -> Verdict:
 
 
 def model_files_to_fetch(ctx: Context) -> list[SourceFile]:
-    """What the seed script would still have to fetch, with the sizes it would count (estimates from shapes)."""
+    """What `f5-batch seed` would still have to fetch, with the sizes it would count (estimates from shapes)."""
     name = ctx.settings.model
-    files = [SourceFile(rel, "", None, None) for rel in MODEL_FILES]  # unknown: the seed script's allowance each
+    files = [SourceFile(rel, "", None, None) for rel in MODEL_FILES]  # unknown: each gets the seed command's allowance
     try:
         if name == TINY_MODEL:
             files = RandomSource(TINY).files()
