@@ -13,8 +13,7 @@ setup:
 # Seeds the model onto the volume (once), submits the example manifests, drains the inbox.
 # Without access to the Hugging Face hub: make demo MODEL=tiny (random weights: noise, not speech).
 demo: setup
-	@mkdir -p $(VOLUME)  # a local volume; on a pod this is the mounted network volume
-	$(BIN)/python scripts/seed_volume.py --volume $(VOLUME) $(if $(filter tiny,$(MODEL)),--tiny,--model $(MODEL))
+	$(BIN)/f5-batch seed --volume $(VOLUME) $(if $(filter tiny,$(MODEL)),--tiny,--model $(MODEL))
 	$(BIN)/f5-batch submit manifests/examples/*.json --inbox $(INBOX)
 	$(BIN)/f5-batch run --inbox $(INBOX) --outbox $(OUTBOX) --volume $(VOLUME) --model $(MODEL) --once --log-format text
 

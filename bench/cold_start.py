@@ -4,7 +4,7 @@
     .venv/bin/python bench/cold_start.py [--volume bench/.volume] [--repeat 3] [--nfe-step 8]
 
 Seeds (once; later runs find it seeded) the full-size F5TTS_v1_Base architecture
-with random weights of the real shapes (`scripts/seed_volume.py --random`), so it
+with random weights of the real shapes (`f5-batch seed --random`), so it
 runs offline. Then, alternating which side goes first, each repetition starts two
 fresh Python processes on the same files:
 
@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SEED_SCRIPT = REPO / "scripts" / "seed_volume.py"
 ARCH = "F5TTS_v1_Base"
 MODEL = f"{ARCH}-random"
 VOICE = REPO / "manifests" / "examples" / "voices" / "narrator.wav"
@@ -114,10 +113,9 @@ SIDES = (Side("f5tts", "F5-TTS `F5TTS(...)`"), Side("worker", "f5-batch worker")
 
 
 def seed_model(volume: Path) -> None:
-    """The seed script itself, as a user runs it; a second run finds the folder complete and builds nothing."""
-    volume.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(SEED_SCRIPT), "--volume", str(volume), "--random", ARCH]
-    subprocess.run(command, check=True, stdout=sys.stderr)
+    """`f5-batch seed` itself, as a user runs it; a second run finds the folder complete and builds nothing."""
+    command = [sys.executable, "-m", "processor", "seed", "--volume", str(volume), "--random", ARCH]
+    subprocess.run(command, cwd=REPO, check=True, stdout=sys.stderr)
 
 
 def make_voice(volume: Path) -> Path:

@@ -16,6 +16,6 @@ MODEL=F5TTS_v1_Base-random
 export PYTHONUNBUFFERED=1
 mkdir -p "$VOLUME"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-"$PY" scripts/seed_volume.py --volume "$VOLUME" --random F5TTS_v1_Base --fp16-copy
+"$PY" -m processor seed --volume "$VOLUME" --random F5TTS_v1_Base --fp16-copy  # f5-batch seed
 "$PY" bench/cold_start.py --volume "$VOLUME" --device cuda --repeat 2 || echo "cold start benchmark failed" >&2
 "$PY" bench/throughput.py --volume "$VOLUME" --model "$MODEL" --device cuda --jobs 16 --steps 32 --rounds 2

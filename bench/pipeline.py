@@ -40,7 +40,7 @@ import numpy as np
 from processor.app import build_worker, load_synthesizer
 from processor.audio import prepare_voice
 from processor.errors import F5BatchError
-from processor.model import build_tiny
+from processor.seeding.random_models import build_tiny
 from processor.settings import Settings
 from processor.storage.volume import Volume
 from processor.synthesis import SynthesisRequest, Synthesizer

@@ -16,7 +16,7 @@ Model loading is outside the timing on both sides (see bench/cold_start.py). Bot
 untimed warm-up job. The table (printed last) gives jobs, seconds of audio, wall seconds, the
 real-time factor (wall / audio) and the worker's throughput relative to F5-TTS's.
 The volume (`--volume`, default bench/.volume) must hold the model: the tiny one is built on the
-spot; the full-size one comes from `scripts/seed_volume.py` (`bench/gpu.sh` does that).
+spot; the full-size one comes from `f5-batch seed --random` (`bench/gpu.sh` does that).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> int:
     volume.apply_cache_environment(offline=True)
     folder = volume.model(args.model)
     if args.model == "tiny" and folder.missing_files():
-        from processor.model import build_tiny
+        from processor.seeding.random_models import build_tiny
 
         build_tiny(folder)
         folder.write_checksums()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from processor import __version__
 from processor.errors import F5BatchError, InvalidConfiguration
 from processor.manifest import parse_manifest, schema_text
+from processor.seeding.cli import add_arguments as add_seed_arguments
 from processor.settings import Settings
 from processor.submit import Submission
 
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_options(doctor)
     doctor.add_argument("--json", action="store_true", help="one JSON document instead of one line per check")
 
+    seed = commands.add_parser("seed", help="put a model on the volume (once) so the worker can run offline")
+    add_seed_arguments(seed)
+
     health = commands.add_parser("health", help="exit 0 if the worker running here is healthy (for HEALTHCHECK)")
     health.add_argument("--processing-dir", type=Path, help="the worker's scratch folder (F5B_PROCESSING_DIR)")
     return parser
@@ -81,7 +85,7 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "submit": cmd_submit, "validate": cmd_validate, "schema": cmd_schema,
-               "bootstrap": cmd_bootstrap, "doctor": cmd_doctor, "health": cmd_health}[args.command]
+               "bootstrap": cmd_bootstrap, "doctor": cmd_doctor, "seed": cmd_seed, "health": cmd_health}[args.command]
     return handler(args)
 
 
@@ -217,6 +221,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     code: int = run_doctor(settings, as_json=args.json)
     return code
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from processor.seeding.cli import run
+
+    return run(args)
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ pytest_plugins = ["aws_servers"]
 
 
 def test_reliability_report(moto_endpoint: object, seaweed_endpoint: object) -> None:
-    from processor.model import build_tiny
+    from processor.seeding.random_models import build_tiny
     from processor.storage.volume import Volume
 
     import scenarios

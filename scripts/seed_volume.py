@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
-"""Seed a model onto the volume so the worker can run offline.
+"""`f5-batch seed`, runnable by path where the package is not installed (same flags, same exit statuses).
 
     python scripts/seed_volume.py --volume PATH [--model F5TTS_v1_Base] [--from DIR] [--tiny] [--fp16-copy]
     python scripts/seed_volume.py --volume PATH --random F5TTS_v1_Base   # real shapes, random weights, offline
 
-All logic lives in `processor.seeding`; this wrapper only makes the repo importable
-when the script is run by path (no install step on the pod).
+All logic lives in `processor.seeding`; this wrapper only makes the repo importable.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processor.seeding import main  # noqa: E402  (needs the sys.path entry above)
+from processor.seeding.cli import main  # noqa: E402  (needs the sys.path entry above)
 
 if __name__ == "__main__":
     raise SystemExit(main())

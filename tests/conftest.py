@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from processor.model import build_tiny
+from processor.seeding.random_models import build_tiny
 from processor.settings import Settings
 from processor.storage.volume import ModelFolder, Volume
 

@@ -64,7 +64,8 @@ def test_run_without_a_seeded_model_says_how_to_seed(tmp_path: Path) -> None:
                   "--inbox", str(tmp_path / "in"), "--outbox", str(tmp_path / "out"))
     assert out.returncode == 1
     event = json.loads(out.stdout.strip().splitlines()[-1])
-    assert event["code"] == "model_unavailable" and "seed_volume.py" in event["msg"]
+    assert event["code"] == "model_unavailable"
+    assert event["msg"].endswith(f"seed it with: f5-batch seed --volume {tmp_path / 'vol'} --model F5TTS_v1_Base")
 
 
 def test_run_rejects_bad_configuration(tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def test_wrong_checksum_fails_with_the_seed_command(volume: Volume, tmp_path: Pa
     assert found["model.complete"].status == "pass"
     bad = found["model.checksums"]
     assert bad.status == "fail" and bad.detail.startswith("vocab.txt does not match SHA256SUMS")
-    assert bad.hint == f"python scripts/seed_volume.py --volume {volume.root} --tiny"
+    assert bad.hint == f"f5-batch seed --volume {volume.root} --tiny"
     assert found["model.weights"].detail == "skipped: model.checksums failed"
 
 
@@ -191,7 +191,7 @@ def test_missing_model_file_fails_with_the_seed_command(volume: Volume, tmp_path
     (volume.model("tiny").vocoder_dir / "pytorch_model.bin").unlink()
     found = check(tmp_path, volume, "model.complete", model="tiny")["model.complete"]
     assert found.status == "fail" and "lacks vocos/pytorch_model.bin" in found.detail
-    assert "seed_volume.py" in found.hint
+    assert found.hint == f"f5-batch seed --volume {volume.root} --tiny"
 
 
 def test_weights_of_another_shape_fail_though_checksums_match(volume: Volume, tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_weights_of_another_shape_fail_though_checksums_match(volume: Volume, tm
     weights = found["model.weights"]
     assert weights.status == "fail"
     assert "transformer.proj_out.bias is (7,) in the file, (100,) in the config" in weights.detail
-    assert weights.hint.startswith(f"rm -rf {volume.model('tiny').path} && python scripts/seed_volume.py")
+    assert weights.hint == f"rm -rf {volume.model('tiny').path} && f5-batch seed --volume {volume.root} --tiny"
     assert found["synthesis.smoke"].detail == "skipped: model.weights failed"
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from processor.errors import ModelError
 from processor.model import EMA_PREFIX, build_cfm, build_vocoder, load_model, read_cfm, read_vocab, weights_file
-from processor.seeding import Fp16Copy, SourceFile
+from processor.seeding.sources import Fp16Copy, SourceFile
 from processor.storage.volume import FP16_WEIGHTS, ModelFolder
 
 from conftest import REPO, VOICE, VOICE_TEXT
@@ -149,7 +149,8 @@ def test_vocoder_builds_the_same_without_storage() -> None:
     """Vocos made inside empty_weights has the same structure and buffers as one made normally."""
     import torch
 
-    from processor.model import TINY_VOCOS, empty_weights
+    from processor.model import empty_weights
+    from processor.seeding.random_models import TINY_VOCOS
 
     with empty_weights():
         empty = build_vocoder(TINY_VOCOS)

@@ -16,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from processor.model import TINY, build_tiny, load_model
-from processor.seeding import (
+from processor.model import load_model
+from processor.seeding import request as request_module
+from processor.seeding.cli import build_parser, main
+from processor.seeding.flow import seed
+from processor.seeding.random_models import TINY, build_tiny
+from processor.seeding.request import UsageError, resolve
+from processor.seeding.sources import (
     HUB_MODELS,
     WEIGHTS,
     HubSource,
@@ -26,13 +31,12 @@ from processor.seeding import (
     SeedError,
     Source,
     SourceFile,
-    build_parser,
     f5tts_model_yaml,
-    main,
-    resolve,
-    seed,
+    random_architectures,
 )
-from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, ModelFolder, Volume, sha256_file
+from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, RUNPOD_VOLUME, ModelFolder, Volume, sha256_file
+
+from conftest import run_cli as f5_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 V1 = HUB_MODELS["F5TTS_v1_Base"]
@@ -431,3 +435,69 @@ def test_an_unrecorded_fp16_file_makes_the_folder_incomplete(tmp_path: Path) -> 
     assert folder.checksum_mismatches() == [FP16_WEIGHTS] and not folder.is_complete()
     seed(folder, RandomSource(TINY))
     assert folder.is_complete() and not folder.weights_fp16.exists()
+
+
+# --- `f5-batch seed`: the volume it is given, its help, and what the other commands import --------------------
+
+
+def test_seed_command_creates_a_local_volume_that_does_not_exist(tmp_path: Path) -> None:
+    volume = tmp_path / "new" / "vol"
+
+    result = f5_batch("seed", "--volume", str(volume), "--tiny")
+
+    assert result.returncode == 0, result.stderr
+    folder = Volume(volume).model("tiny")
+    assert folder.checksums_file.is_file() and folder.is_complete()
+    assert f"tiny: seeded at {folder.path} from build_random (tiny, random weights)" in result.stdout
+
+
+def test_a_network_volume_that_is_not_mounted_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without its network volume a pod's /runpod-volume is the container disk: nothing is created there."""
+    mount = tmp_path / "runpod-volume"
+    monkeypatch.setattr(request_module, "RUNPOD_VOLUME", mount)
+    for path in (mount, mount / "sub"):
+        with pytest.raises(UsageError, match=rf"volume {path}: the network volume is not mounted \({mount} does not"):
+            resolve(build_parser().parse_args(["--volume", str(path), "--tiny"]))
+    assert main(["--volume", str(mount), "--tiny"]) == 2
+    assert "the network volume is not mounted" in capsys.readouterr().err
+    assert not mount.exists()
+
+    mount.mkdir()  # mounted: a folder inside it is created like any local one
+    assert resolve(build_parser().parse_args(["--volume", str(mount / "sub"), "--tiny"])).volume.root == mount / "sub"
+
+
+def test_a_volume_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["--volume", str(tmp_path / "file"), "--tiny"]) == 2
+    assert f"error: volume {tmp_path / 'file'} is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(RUNPOD_VOLUME.exists(), reason="a network volume is mounted here")
+def test_seed_command_refuses_the_runpod_mount_point_when_nothing_is_mounted() -> None:
+    result = f5_batch("seed", "--volume", str(RUNPOD_VOLUME), "--tiny")
+
+    assert result.returncode == 2
+    assert f"f5-batch seed: error: volume {RUNPOD_VOLUME}: the network volume is not mounted" in result.stderr
+    assert not RUNPOD_VOLUME.exists()
+
+
+def test_seed_help_lists_the_models_it_knows() -> None:
+    result = f5_batch("seed", "--help")
+
+    assert result.returncode == 0, result.stderr
+    architectures = random_architectures()
+    assert "F5TTS_v1_Base" in architectures and "E2TTS_Base" not in architectures  # E2-TTS is not a DiT
+    for name in (*HUB_MODELS, "tiny", "ARCH-random", ", ".join(architectures)):
+        assert name in result.stdout
+    for flag in ("--volume", "--model", "--from", "--tiny", "--random", "--fp16-copy"):
+        assert flag in result.stdout
+
+
+def test_other_commands_do_not_import_the_seeding_code() -> None:
+    """`f5-batch` builds the seed flags for every command; only seeding itself imports what seeds."""
+    code = ("import sys; from processor.cli import build_parser; build_parser().parse_args(['health']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('processor.seeding', 'processor.model', 'yaml'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['processor.seeding', 'processor.seeding.cli']"

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from processor.seeding import HUB_MODELS, RANDOM_SUFFIX, TINY_MODEL, existing_ancestor
-from processor.seeding import disk_free as seeding_disk_free
+from processor.seeding.cli import RANDOM_SUFFIX, TINY_MODEL
+from processor.seeding.flow import disk_free as seeding_disk_free
+from processor.seeding.flow import existing_ancestor
+from processor.seeding.sources import HUB_MODELS
 from processor.settings import Settings
 from processor.storage.local import worker_identity
 from processor.storage.volume import ModelFolder, Volume
@@ -29,7 +31,7 @@ FreeSpace = Callable[[Path], int]
 CONTAINER_ROOT = Path("/")
 # Probe objects and files never end in .json: no worker and no bucket notification takes them for a job.
 PROBE_NAME = ".f5-batch-doctor"
-SEED_SCRIPT = "python scripts/seed_volume.py"
+SEED_COMMAND = "f5-batch seed"
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class Context:
 def seed_command(settings: Settings, *, fresh: bool = False) -> str:
     """The seed command line that puts `settings.model` on `settings.volume`; `fresh` removes the folder first.
 
-    Re-running the seed script repairs missing or damaged files, but keeps a folder whose files all match
+    Re-running the seed command repairs missing or damaged files, but keeps a folder whose files all match
     SHA256SUMS: one seeded from files that do not fit each other has to be removed first.
     """
     name, volume = settings.model, settings.volume
@@ -110,7 +112,7 @@ def seed_command(settings: Settings, *, fresh: bool = False) -> str:
     else:
         source = f"--model {name} --from DIR (a complete copy of the model folder)"
     fp16 = " --fp16-copy" if folder.weights_fp16.is_file() else ""
-    command = f"{SEED_SCRIPT} --volume {volume} {source}{fp16}"
+    command = f"{SEED_COMMAND} --volume {volume} {source}{fp16}"
     return f"rm -rf {folder.path} && {command}" if fresh else command
 
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 
 from processor.checks import Context, Verdict, failed, passed, probe_file, warned, where_mounted
-from processor.model import TINY, read_vocab, weights_bytes, wheel_vocab
-from processor.seeding import (
+from processor.model import read_vocab, weights_bytes
+from processor.seeding.cli import RANDOM_SUFFIX, TINY_MODEL
+from processor.seeding.flow import MIN_SPACE_MARGIN, check_free_space, format_size
+from processor.seeding.random_models import TINY, wheel_vocab
+from processor.seeding.sources import (
     HUB_MODELS,
-    MIN_SPACE_MARGIN,
-    RANDOM_SUFFIX,
-    TINY_MODEL,
     WEIGHTS,
     RandomSource,
     SeedError,
     SourceFile,
-    check_free_space,
-    format_size,
     hub_model_config,
     random_model,
 )
@@ -59,7 +57,7 @@ def separate_disk(ctx: Context) -> Verdict:
 
 
 def volume_free_space(ctx: Context) -> Verdict:
-    """A seeded volume needs only headroom; an unseeded one needs room for the model, as the seed script counts it."""
+    """A seeded volume needs only headroom; an unseeded one needs room for the model, as `f5-batch seed` counts it."""
     volume, folder = ctx.settings.volume, ctx.folder
     free = ctx.free_space(volume)
     if not folder.missing_files():  # present is enough here; model.checksums verifies them
@@ -77,9 +75,9 @@ def volume_free_space(ctx: Context) -> Verdict:
 
 
 def model_files_to_fetch(ctx: Context) -> list[SourceFile]:
-    """What the seed script would still have to fetch, with the sizes it would count (estimates from shapes)."""
+    """What `f5-batch seed` would still have to fetch, with the sizes it would count (estimates from shapes)."""
     name = ctx.settings.model
-    files = [SourceFile(rel, "", None, None) for rel in MODEL_FILES]  # unknown: the seed script's allowance each
+    files = [SourceFile(rel, "", None, None) for rel in MODEL_FILES]  # unknown: each gets the seed command's allowance
     try:
         if name == TINY_MODEL:
             files = RandomSource(TINY).files()

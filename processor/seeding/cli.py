@@ -1,0 +1,128 @@
+"""`f5-batch seed` (and `scripts/seed_volume.py`): put one model on the volume from the command line.
+
+`add_arguments` runs whenever `f5-batch` builds its parser, whatever the command, so
+this module imports nothing of the seeding code at the top: `f5-batch run` and
+`f5-batch health` never load it. `run` imports it when a model is seeded, and the
+help imports the list of known models only when it is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from processor.storage.volume import FP16_WEIGHTS
+
+if TYPE_CHECKING:
+    from processor.seeding.flow import FreeSpace
+
+DEFAULT_MODEL = "F5TTS_v1_Base"
+TINY_MODEL = "tiny"
+RANDOM_SUFFIX = "-random"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DESCRIPTION = "Put a model on the volume (models/<name>/) so the worker can run offline."
+KNOWN_MODELS = "{known models}"  # the epilog's placeholder: see SeedHelpFormatter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Make `parser` the seed command: its flags, its help, and itself as `args.seed_parser` for `run`."""
+    parser.description = parser.description or DESCRIPTION
+    parser.epilog = KNOWN_MODELS
+    parser.formatter_class = SeedHelpFormatter
+    parser.set_defaults(seed_parser=parser)
+    parser.add_argument("--volume", required=True, type=Path,
+                        help="the volume root, e.g. /runpod-volume (a local folder is created if missing)")
+    parser.add_argument("--model", help=f"model name: a hub model listed below (default {DEFAULT_MODEL}), or tiny")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="DIR",
+        help="seed from DIR instead of the hub: a mirror in hub layout (DIR/<repo id>/<file>, "
+        "optional DIR/SHA256SUMS) or a model folder of another volume",
+    )
+    parser.add_argument("--tiny", action="store_true", help="build the random-weight test model into models/tiny")
+    parser.add_argument(
+        "--random",
+        metavar="ARCH",
+        help="build a model with F5-TTS's architecture ARCH (e.g. F5TTS_v1_Base) and random weights of the real "
+        f"shapes into models/ARCH{RANDOM_SUFFIX} (or --model NAME), offline: for benchmarks; noise, not speech",
+    )
+    parser.add_argument(
+        "--fp16-copy",
+        action="store_true",
+        help=f"also write {FP16_WEIGHTS}, the weights in fp16: a GPU worker reads half the bytes",
+    )
+
+
+class SeedHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in the epilog's list of known models when help is shown, not each time a parser is built."""
+
+    def add_text(self, text: str | None) -> None:
+        super().add_text(known_models() if text == KNOWN_MODELS else text)
+
+
+def known_models() -> str:
+    """The models `seed` can make: the hub's, the tiny test model, and the architectures `--random` builds."""
+    from processor.seeding.sources import HUB_MODELS, random_architectures
+
+    default = {DEFAULT_MODEL: "the default: "}
+    hub = [f"  {name:<14} {default.get(name, '')}from the Hugging Face hub, or --from a mirror" for name in HUB_MODELS]
+    return "\n".join([
+        "models:",
+        *hub,
+        f"  {TINY_MODEL:<14} --tiny: the random-weight test model, offline (noise, not speech)",
+        f"  {'ARCH' + RANDOM_SUFFIX:<14} --random ARCH: F5-TTS's architecture ARCH with random weights, offline;",
+        f"  {'':<14} ARCH is one of {', '.join(random_architectures())}",
+        f"  {'NAME':<14} --from DIR: a copy of the model folder DIR (NAME: its name, or --model NAME)",
+    ])
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `scripts/seed_volume.py`; `f5-batch seed` gets the same flags from `add_arguments`."""
+    parser = argparse.ArgumentParser(prog=prog)
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, *, free_space: FreeSpace | None = None) -> int:
+    """Seed the model `args` ask for; 0 on success, 1 on failure, 2 on a usage error. `free_space` is for tests."""
+    from processor.seeding.flow import disk_free, seed
+    from processor.seeding.request import UsageError, resolve, summary
+    from processor.seeding.sources import SeedError
+
+    parser: argparse.ArgumentParser = args.seed_parser
+    try:
+        request = resolve(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        request.volume.root.mkdir(parents=True, exist_ok=True)
+        report = seed(request.folder, request.source, fp16_copy=request.fp16_copy, free_space=free_space or disk_free)
+    except SeedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # disk full, permissions: the machine, not the code
+        print(f"error: seeding {request.name} failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"interrupted: {request.name} is not marked seeded; run again to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary(request, report))
+    if request.folder.config().get("random_weights"):
+        print("note: this model has random weights: it produces noise, not speech (tests and offline checks only)")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None, *, free_space: FreeSpace | None = None) -> int:
+    """`scripts/seed_volume.py`: parse `argv` and seed; the exit statuses of `run`."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage message (or the help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    return run(args, free_space=free_space)

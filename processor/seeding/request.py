@@ -1,0 +1,126 @@
+"""What a seed command line asks for: the volume, the model's name on it, and the source of its files."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from processor.seeding.cli import DEFAULT_MODEL, RANDOM_SUFFIX, TINY_MODEL
+from processor.seeding.flow import SeedReport, format_size
+from processor.seeding.random_models import TINY
+from processor.seeding.sources import (
+    HUB_MODELS,
+    FolderSource,
+    HubModel,
+    MirrorSource,
+    RandomSource,
+    SeedError,
+    Source,
+    hub_source,
+    random_model,
+)
+from processor.storage.volume import RUNPOD_VOLUME, ModelFolder, Volume
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible: exit status 2."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line resolved to."""
+
+    volume: Volume
+    name: str
+    source: Source
+    fp16_copy: bool = False
+
+    @property
+    def folder(self) -> ModelFolder:
+        return self.volume.model(self.name)
+
+
+def resolve(args: argparse.Namespace) -> Request:
+    """Turn arguments into a volume, a model name and a source, or raise UsageError."""
+    volume = resolve_volume(args.volume)
+    fp16 = bool(args.fp16_copy)
+    if args.tiny + (args.random is not None) + (args.source is not None) > 1:
+        raise UsageError("--tiny and --random build a model locally; combine neither with the other nor with --from")
+    if args.tiny and args.model not in (None, TINY_MODEL):
+        raise UsageError(f"--tiny always seeds models/{TINY_MODEL}; drop --model {args.model}")
+    if args.tiny or (args.model == TINY_MODEL and args.source is None and args.random is None):
+        return Request(volume, TINY_MODEL, RandomSource(TINY), fp16)
+    if args.random is not None:
+        return resolve_random(volume, args.random, args.model, fp16)
+    if args.source is not None:
+        return replace(resolve_from(volume, args.source, args.model), fp16_copy=fp16)
+    name = args.model or DEFAULT_MODEL
+    return Request(volume, name, hub_source(volume, known_model(name, "the hub")), fp16)
+
+
+def resolve_volume(path: Path) -> Volume:
+    """The volume root: a local folder that does not exist yet is created by the run, a missing network volume is not.
+
+    Without its network volume, `/runpod-volume` on a pod is a folder like any other on
+    the container disk: a model seeded there fills that disk and is lost with the pod.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"volume {path} is not a directory")
+    where = path.absolute()
+    if not path.exists() and where.is_relative_to(RUNPOD_VOLUME) and not RUNPOD_VOLUME.is_dir():
+        raise UsageError(
+            f"volume {path}: the network volume is not mounted ({RUNPOD_VOLUME} does not exist); attach it to the "
+            "pod, or give --volume a local folder: seeding into the container disk would be lost with the pod"
+        )
+    return Volume(path)
+
+
+def resolve_random(volume: Volume, arch: str, name: str | None, fp16: bool) -> Request:
+    target = valid_name(name or f"{arch}{RANDOM_SUFFIX}")
+    try:
+        return Request(volume, target, RandomSource(random_model(arch, target)), fp16)
+    except SeedError as exc:
+        raise UsageError(f"--random {arch}: {exc}") from exc
+
+
+def resolve_from(volume: Volume, source: Path, name: str | None) -> Request:
+    if not source.is_dir():
+        raise UsageError(f"--from {source} is not a directory")
+    folder = ModelFolder(source)
+    if folder.config_file.is_file() and folder.weights.is_file():
+        target = valid_name(name or source.resolve().name)
+        if volume.model(target).path.resolve() == source.resolve():
+            raise UsageError(f"--from {source} is the folder being seeded")
+        return Request(volume, target, FolderSource(folder))
+    model = known_model(name or DEFAULT_MODEL, f"the mirror {source}")
+    return Request(volume, model.name, MirrorSource(source, model))
+
+
+def known_model(name: str, where: str) -> HubModel:
+    if name not in HUB_MODELS:
+        raise UsageError(
+            f"unknown model {name!r} for {where}: known models are {', '.join(HUB_MODELS)}; "
+            f"use --tiny for the offline test model, or --from a model folder"
+        )
+    return HUB_MODELS[name]
+
+
+def valid_name(name: str) -> str:
+    """Model names become folder names on the volume: no separators, no dot-files."""
+    if not MODEL_NAME.fullmatch(name):
+        raise UsageError(f"invalid model name {name!r}: use letters, digits, '_', '-', '.'")
+    return name
+
+
+def summary(request: Request, report: SeedReport) -> str:
+    path = request.folder.path
+    if report.already_seeded:
+        return f"{request.name}: already seeded at {path} (SHA256SUMS verified); nothing fetched"
+    return (
+        f"{request.name}: seeded at {path} from {request.source.label}: "
+        f"{len(report.fetched)} fetched ({format_size(report.bytes_fetched)}), {len(report.present)} already present"
+    )
