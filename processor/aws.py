@@ -73,11 +73,18 @@ def client_config(*, path_style: bool, connect_timeout_s: float, read_timeout_s:
     )
 
 
-def make_client(service: str, *, path_style: bool = False, connect_timeout_s: float = 5.0,
-                read_timeout_s: float = 30.0) -> Any:
+def make_client(service: str, *, path_style: bool = False, connect_timeout_s: float | None = None,
+                read_timeout_s: float | None = None) -> Any:
+    """A client with our one retry layer; timeouts default to the settings' defaults (F5B_AWS_*_TIMEOUT_S)."""
     import boto3
 
-    config = client_config(path_style=path_style, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)
+    from processor.settings import Settings
+
+    config = client_config(
+        path_style=path_style,
+        connect_timeout_s=Settings.default("aws_connect_timeout_s") if connect_timeout_s is None else connect_timeout_s,
+        read_timeout_s=Settings.default("aws_read_timeout_s") if read_timeout_s is None else read_timeout_s,
+    )
     return boto3.session.Session().client(service, config=config)
 
 

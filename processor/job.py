@@ -44,6 +44,7 @@ class Context:
 
 
 def life(job: Job, ctx: Context) -> Life:
+    """One claimed manifest, from its bytes to how it ended; any failure is an outcome, never the worker's."""
     try:
         manifest = job.read_manifest()
         if ctx.outputs.finished(job.id):

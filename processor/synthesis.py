@@ -157,12 +157,11 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Chunk:
+    """One text chunk of a request: its place in the request, and its sampling item."""
+
     job: _Job
     index: int
-
-    @property
-    def item(self) -> SamplingItem:
-        return self.job.items[self.index]
+    item: SamplingItem
 
 
 class F5Synthesizer:
@@ -356,7 +355,7 @@ def _by_settings(jobs: list[_Job]) -> dict[SamplingSettings, list[_Chunk]]:
     for job in jobs:
         request = job.request
         settings = SamplingSettings(request.nfe_step, request.cfg_strength, request.sway_sampling_coef)
-        groups.setdefault(settings, []).extend(_Chunk(job, index) for index in range(len(job.items)))
+        groups.setdefault(settings, []).extend(_Chunk(job, index, item) for index, item in enumerate(job.items))
     return groups
 
 

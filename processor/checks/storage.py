@@ -82,11 +82,18 @@ def not_in_inbox(ctx: Context) -> Verdict:
     return passed(f"outbox {ctx.settings.outbox} is outside inbox {ctx.settings.inbox}")
 
 
+def s3_or_folder(ctx: Context, where: str, setting: str) -> S3Location | Verdict:
+    """The S3 location to probe, or the verdict on the local folder `where` names."""
+    if S3Location.bucket_of(where) is None:
+        return local_folder(ctx, Path(where), setting)
+    return S3Location.parse(where)
+
+
 def inbox(ctx: Context) -> Verdict:
     where = ctx.settings.inbox
-    if S3Location.bucket_of(where) is None:
-        return local_folder(ctx, Path(where), "F5B_INBOX (or --inbox)")
-    location = S3Location.parse(where)
+    location = s3_or_folder(ctx, where, "F5B_INBOX (or --inbox)")
+    if isinstance(location, Verdict):
+        return location
     key = location.key(LEASES + PROBE_NAME)
     try:
         s3 = ctx.s3
@@ -102,9 +109,9 @@ def inbox(ctx: Context) -> Verdict:
 
 def outbox(ctx: Context) -> Verdict:
     where = ctx.settings.outbox
-    if S3Location.bucket_of(where) is None:
-        return local_folder(ctx, Path(where), "F5B_OUTBOX (or --outbox)")
-    location = S3Location.parse(where)
+    location = s3_or_folder(ctx, where, "F5B_OUTBOX (or --outbox)")
+    if isinstance(location, Verdict):
+        return location
     key = location.key(PROBE_NAME)
     try:
         put_and_delete(ctx.s3, location.bucket, key)

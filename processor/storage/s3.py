@@ -8,6 +8,7 @@ exactly one result is stored, and a redelivered job finds it and stops.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -86,23 +87,22 @@ class S3Outbox:
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         full = self.location.key(key)
-        try:
-            self.retry.call("s3 conditional put", lambda: self.client.put_object(
-                Bucket=self.location.bucket, Key=full, Body=data, IfNoneMatch="*"))
-        except Exception as exc:
-            if http_status(exc) == 412:
-                return False
-            raise storage_error(f"writing {self.uri(key)}", exc) from exc
-        return True
+        return self._unless(412, f"writing {self.uri(key)}", "s3 conditional put", lambda: self.client.put_object(
+            Bucket=self.location.bucket, Key=full, Body=data, IfNoneMatch="*"))
 
     def exists(self, key: str) -> bool:
         full = self.location.key(key)
+        return self._unless(404, f"checking {self.uri(key)}", "s3 head", lambda: self.client.head_object(
+            Bucket=self.location.bucket, Key=full))
+
+    def _unless(self, status: int, what: str, call: str, request: Callable[[], object]) -> bool:
+        """True when the request succeeds, False when S3 answers `status`; anything else is a storage error."""
         try:
-            self.retry.call("s3 head", lambda: self.client.head_object(Bucket=self.location.bucket, Key=full))
+            self.retry.call(call, request)
         except Exception as exc:
-            if http_status(exc) == 404:
+            if http_status(exc) == status:
                 return False
-            raise storage_error(f"checking {self.uri(key)}", exc) from exc
+            raise storage_error(what, exc) from exc
         return True
 
     def get(self, key: str) -> bytes:
