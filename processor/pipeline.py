@@ -90,10 +90,8 @@ class Held:
         return not self.shutdown.requested.is_set()
 
     def wait_empty(self) -> bool:
-        """With jobs held, wait until none is; False when none was held or a stop came."""
+        """Wait until no job is held; False when a stop came first."""
         with self.cond:
-            if self.count == 0:
-                return False
             while self.count > 0 and not self.shutdown.requested.is_set():
                 self.cond.wait(0.5)
         return not self.shutdown.requested.is_set()
@@ -163,11 +161,13 @@ class Pipeline(Generic[J]):
     def _intake(self) -> None:
         try:
             while self.held.wait_below(lambda: self.prefetch.limit(self._batch_s)):
+                in_flight = self.held.count
                 with self.shutdown.claiming():  # what is claimed is held before a stop can miss it
                     jobs = self.stages.claim()
                     self.held.add(len(jobs))
-                # The inbox looked empty: wait for the jobs in flight (one may go back to it), then look again.
-                if not jobs and not self.held.wait_empty():
+                # The inbox looked empty while jobs were in flight: one may have gone back to it since.
+                # Wait for them to end, then look again.
+                if not jobs and not (in_flight and self.held.wait_empty()):
                     return
                 for job in jobs:
                     self._begin(job)
