@@ -11,7 +11,9 @@ from pathlib import Path
 
 from processor.settings import Settings
 
-from conftest import EXAMPLES, REPO, manifest, run_cli, write_manifest
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import EXAMPLES, REPO
+from tests.support.workers import run_cli
 
 
 def test_console_script_and_module_are_the_same_command() -> None:

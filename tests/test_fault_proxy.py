@@ -25,8 +25,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from aws_servers import Endpoint, free_ports, unique_name
-from fault_proxy import ALL_KINDS, FaultProxy, Request, is_s3, is_sqs
+from tests.support.aws import Endpoint, free_ports, unique_name
+from tests.support.fault_proxy import ALL_KINDS, FaultProxy, Request, is_s3, is_sqs
 
 MIB = 1024 * 1024
 #: fail fast and never retry: each call makes exactly one request, so each fault is seen as the client sees it

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from processor.storage.volume import Volume
 
-import scenarios
-from aws_servers import Endpoint
+from tests.support import scenarios
+from tests.support.aws import Endpoint
 
 
 def test_jobs_under_twenty_percent_faults_end_exactly_once(moto_endpoint: Endpoint, tmp_path: Path,

@@ -21,8 +21,9 @@ import soundfile as sf
 
 from processor.storage.volume import ModelFolder, Volume
 
-from conftest import VOICE, manifest, write_manifest
-from f5_tts_oracle import upstream
+from tests.support.manifests import manifest, write_manifest
+from tests.support.oracle import upstream
+from tests.support.paths import VOICE
 
 
 class _OneThread(ThreadPoolExecutor):

@@ -13,7 +13,8 @@ from processor.settings import Settings
 from processor.storage.volume import Volume
 from processor.worker import Worker
 
-from conftest import VOICE, manifest, write_manifest
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import VOICE
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 

@@ -17,9 +17,10 @@ from processor.aws import S3Location
 from processor.bootstrap import BootstrapPlan, bootstrap
 from processor.storage.volume import Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest
-from scenarios import object_exists
+from tests.support.aws import Endpoint, unique_name
+from tests.support.manifests import manifest
+from tests.support.paths import REPO, VOICE
+from tests.support.scenarios import object_exists
 
 
 def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log: Path,

@@ -18,7 +18,9 @@ from processor.app import build_worker
 from processor.health import HealthReporter, check
 from processor.storage.volume import Volume
 
-from conftest import REPO, inbox_with_voice, local_settings, manifest, run_cli, write_manifest
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.paths import REPO
+from tests.support.workers import local_settings, run_cli
 
 
 def free_port() -> int:

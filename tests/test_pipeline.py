@@ -14,7 +14,9 @@ from processor.pipeline import Pipeline
 from processor.shutdown import Shutdown
 from processor.storage.volume import Volume
 
-from conftest import VOICE, inbox_with_voice, local_settings, manifest, write_manifest
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.workers import local_settings
 
 LONG = " ".join(["This sentence keeps the synthesizer busy for a little while."] * 4)
 

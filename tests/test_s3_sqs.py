@@ -23,8 +23,9 @@ from processor.storage.s3_inbox import S3Inbox
 from processor.storage.voice_cache import VoiceCache
 from processor.storage.volume import Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest
+from tests.support.aws import Endpoint, unique_name
+from tests.support.manifests import manifest
+from tests.support.paths import REPO, VOICE
 
 SECRET = "f5b-SENTINEL-secret-key-0123456789"  # moto does not check signatures; this must never be printed
 FAST_RETRY = CallRetry(max_attempts=3, initial_s=0.05, max_s=0.2, total_s=5)
@@ -359,7 +360,7 @@ def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint
 
 
 def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: Endpoint) -> None:
-    from conftest import EXAMPLES
+    from tests.support.paths import EXAMPLES
 
     name = bucket(moto_endpoint)
     out = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "hello.json"), "--inbox", f"s3://{name}/inbox/",

@@ -23,8 +23,10 @@ from processor.storage import Inbox, Lease, Outbox
 from processor.storage.volume import Volume
 from processor.worker import Worker
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, local_settings, manifest, run_cli, write_manifest
+from tests.support.aws import Endpoint, unique_name
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import REPO, VOICE
+from tests.support.workers import local_settings, run_cli
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 

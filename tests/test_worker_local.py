@@ -13,7 +13,9 @@ import soundfile as sf
 
 from processor.storage.volume import Volume
 
-from conftest import VOICE, manifest, run_cli, write_manifest
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.workers import run_cli
 
 GOOD = {
     "plain": manifest("Good morning. The weather today is calm and clear."),
@@ -118,7 +120,7 @@ def test_seed_is_derived_from_id_when_the_manifest_has_none(batch: Run) -> None:
 
 
 def test_durations_follow_f5_tts_duration_estimate(batch: Run) -> None:
-    from f5_tts_oracle import expected_single_chunk_seconds
+    from tests.support.oracle import expected_single_chunk_seconds
 
     for name in ("plain", "flac-seeded", "ogg"):
         data = GOOD[name]
@@ -184,7 +186,7 @@ def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, t
     import sys
     import time
 
-    from conftest import REPO
+    from tests.support.paths import REPO
 
     inbox = tmp_path / "inbox"
     (inbox / "voices").mkdir(parents=True)

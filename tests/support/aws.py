@@ -1,10 +1,10 @@
 """Real S3 and SQS servers on loopback for the tests: moto (S3 + SQS) and SeaweedFS (S3 only).
 
-Load it as a pytest plugin (``pytest_plugins = ["aws_servers"]`` in the root conftest). Both servers run as
-separate processes speaking real HTTP, so the code under test, a child process and the AWS CLI all see the same
-wire behaviour a deployment sees: signatures, status codes, multipart, long polling. Two servers because neither
-is enough alone: moto has SQS and bucket notifications but is a simulation; SeaweedFS is a real object store but
-has no notifications and no SQS.
+Load it as a pytest plugin (``pytest_plugins = ["tests.support.aws"]``, as tests/conftest.py does). Both
+servers run as separate processes speaking real HTTP, so the code under test, a child process and the AWS CLI
+all see the same wire behaviour a deployment sees: signatures, status codes, multipart, long polling. Two
+servers because neither is enough alone: moto has SQS and bucket notifications but is a simulation; SeaweedFS
+is a real object store but has no notifications and no SQS.
 
 Fixtures:
     moto_endpoint     (session)  Endpoint of a moto server: S3, SQS and S3 -> SQS notifications.

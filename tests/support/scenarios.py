@@ -23,9 +23,12 @@ from processor.aws import S3Location
 from processor.bootstrap import BootstrapPlan, bootstrap
 from processor.storage.volume import Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest
-from fault_proxy import FaultProxy
+from tests.support import hostile as corpus
+from tests.support.aws import Endpoint, unique_name
+from tests.support.fault_proxy import FaultProxy
+from tests.support.manifests import manifest
+from tests.support.paths import REPO, VOICE
+from tests.support.workers import run_cli
 
 
 @dataclass
@@ -282,24 +285,13 @@ def _status(s3: Any, bucket: str, job: str) -> str:
 
 
 def hostile(volume: Volume, tmp: Path) -> Outcome:
-    """The hostile-input corpus of tests/test_hostile_input.py in one batch: each bad case must fail with its code."""
-    import test_hostile_input as corpus
-
-    from conftest import run_cli
-
-    inbox = tmp / "inbox"
-    corpus.make_voices(inbox / "voices")
-    (tmp / "outside.wav").write_bytes(corpus.NARRATOR)
-    for name, (body, _, _) in corpus.BAD.items():
-        corpus.write_body(inbox, name, corpus.absolutize(body, tmp))
-    good = {**corpus.GOOD, **corpus.RAW_GOOD}
-    for name, body in good.items():
-        corpus.write_body(inbox, name, body)
+    """The hostile-input corpus (tests/support/hostile.py) in one batch: each bad case must fail with its code."""
+    inbox = corpus.write_batch(tmp)
     run_cli("run", "--inbox", str(inbox), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
             "--model", "tiny", "--processing-dir", str(tmp / "processing"), "--once",
-            env={"F5B_VOICE_MAX_BYTES": str(corpus.MAX_VOICE_BYTES)}, timeout=600)
-    expected = {corpus.job_id(n): code for n, (_, code, _) in corpus.BAD.items()}
-    expected |= {corpus.job_id(n): "succeeded" for n in good}
+            env=corpus.WORKER_ENV, timeout=600)
+    expected = corpus.expected()
+    good = {**corpus.GOOD, **corpus.RAW_GOOD}
     succeeded = failed = lost = 0
     for job, want in expected.items():
         path = tmp / "outbox" / job / "result.json"
