@@ -21,6 +21,7 @@ from tests.support.aws import Endpoint, unique_name
 from tests.support.manifests import manifest
 from tests.support.paths import REPO, VOICE
 from tests.support.scenarios import object_exists
+from tests.support.waiting import wait_until
 
 
 def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log: Path,
@@ -97,14 +98,6 @@ def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path
     assert queue_counts(sqs, made["dlq_url"]) == ("0", "0")
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 SLOW_TEXT = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 
 
@@ -117,7 +110,8 @@ def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_o
     common = ("--queue", made["queue_url"], "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/")
     log = tmp_path / "victim.log"
     victim = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
-    wait_for(lambda: '"stage": "fetched"' in log.read_text(), 120, "the victim to start the job")
+    assert wait_until(lambda: '"stage": "fetched"' in log.read_text(), 120), \
+        "timed out waiting for the victim to start the job"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     assert queue_counts(sqs, made["queue_url"]) == ("0", "1"), "in flight, invisible"
@@ -148,7 +142,8 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     common = ("--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/")
     log = tmp_path / "victim.log"
     victim = start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
-    wait_for(lambda: '"stage": "fetched"' in log.read_text() and "slow" in log.read_text(), 120, "the slow job")
+    assert wait_until(lambda: '"stage": "fetched"' in log.read_text() and "slow" in log.read_text(), 120), \
+        "timed out waiting for the slow job"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
 
@@ -156,8 +151,9 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     rescuers = [start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=path, F5B_LEASE_S="6")
                 for path in logs]
     try:
-        wait_for(lambda: all(object_exists(s3, bucket, f"outbox/{job}/result.json")
-                             for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]), 180, "all results")
+        assert wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{job}/result.json")
+                                      for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]), 180), \
+            "timed out waiting for all results"
     finally:
         for worker in rescuers:
             worker.send_signal(signal.SIGKILL)

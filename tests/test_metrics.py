@@ -20,6 +20,7 @@ from processor.storage.volume import Volume
 
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
 from tests.support.paths import REPO
+from tests.support.waiting import wait_until
 from tests.support.workers import local_settings, run_cli
 
 
@@ -54,16 +55,17 @@ def test_metrics_after_a_few_jobs_match_the_outbox(tmp_path: Path, tiny_volume: 
     worker = build_worker(local_settings(tmp_path, tiny_volume, metrics_port=port, exit_when_idle_s=3))
     scraped: dict[str, Any] = {}
 
+    def scraped_all_four() -> bool:
+        code, text = get(f"http://127.0.0.1:{port}/metrics")
+        if code == 200 and samples(text).get('f5batch_jobs_total{status="failed"}') == 1 and \
+                sum(v for k, v in samples(text).items() if k.startswith("f5batch_jobs_total")) == 4:
+            scraped["metrics"] = samples(text)
+            scraped["healthz"] = get(f"http://127.0.0.1:{port}/healthz")
+            return True
+        return False
+
     def scrape_while_idle() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            code, text = get(f"http://127.0.0.1:{port}/metrics")
-            if code == 200 and samples(text).get('f5batch_jobs_total{status="failed"}') == 1 and \
-                    sum(v for k, v in samples(text).items() if k.startswith("f5batch_jobs_total")) == 4:
-                scraped["metrics"] = samples(text)
-                scraped["healthz"] = get(f"http://127.0.0.1:{port}/healthz")
-                return
-            time.sleep(0.2)
+        wait_until(scraped_all_four, 60, interval=0.2)
 
     scraper = threading.Thread(target=scrape_while_idle)
     scraper.start()
@@ -94,9 +96,7 @@ def test_health_command_follows_the_running_worker(tmp_path: Path, tiny_volume: 
     worker = subprocess.Popen([sys.executable, "-m", "processor", "run", "--exit-when-idle", "600"],
                               cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 60
-        while not (processing / "health.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until((processing / "health.json").exists, 60, interval=0.2)
         healthy = run_cli("health", env=env)
         assert healthy.returncode == 0 and "healthy" in healthy.stdout, healthy.stdout + healthy.stderr
     finally:

@@ -26,6 +26,7 @@ from processor.worker import Worker
 from tests.support.aws import Endpoint, unique_name
 from tests.support.manifests import manifest, write_manifest
 from tests.support.paths import REPO, VOICE
+from tests.support.waiting import wait_until
 from tests.support.workers import local_settings, run_cli
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
@@ -40,11 +41,8 @@ def local_worker(tmp: Path, volume: Volume, *extra: str, env: dict[str, str] | N
 
 
 def wait_for_text(log: Path, text: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} in the log: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
+    if not wait_until(lambda: text in log.read_text(), timeout, interval=0.05):
+        pytest.fail(f"no {text!r} in the log: {log.read_text()[-2000:]}")
 
 
 def stop(worker: subprocess.Popen[str], signum: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:

@@ -15,6 +15,7 @@ from processor.storage.volume import Volume
 
 from tests.support.manifests import manifest, write_manifest
 from tests.support.paths import VOICE
+from tests.support.waiting import wait_until
 from tests.support.workers import run_cli
 
 GOOD = {
@@ -198,9 +199,7 @@ def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, t
     victim = subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     claims = inbox / ".claims"
-    deadline = time.monotonic() + 120
-    while not (claims.is_dir() and list(claims.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: claims.is_dir() and bool(list(claims.iterdir())), 120)
     assert list(claims.iterdir()), "the worker claimed the manifest"
     time.sleep(1.0)  # into the synthesis
     os.kill(victim.pid, signal.SIGKILL)

@@ -4,6 +4,7 @@
     manifests    manifest bodies and an inbox to drop them into
     volumes      the tiny random model on a volume
     workers      running the real CLI, and the settings of a local worker
+    waiting      the one `wait_until`
     aws          moto and SeaweedFS on loopback (pytest fixtures too: loaded as a plugin by tests/conftest.py)
     fault_proxy  a fault-injecting HTTP proxy in front of moto
     scenarios    the fault scenarios of the reliability report, end to end

@@ -44,6 +44,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.support.waiting import wait_until
+
 __all__ = [
     "Endpoint",
     "free_ports",
@@ -212,13 +214,15 @@ def _wait_ready(
 ) -> float:
     """Poll `ready` until it holds; raise with the server's logs if it exits or times out. Returns seconds taken."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
+
+    def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode} during startup.\n{logs()}")
-        if ready():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer within {timeout_s:.0f} s.\n{logs()}")
+        return ready()
+
+    if not wait_until(up, timeout_s, interval=0.1):
+        raise RuntimeError(f"{what} did not answer within {timeout_s:.0f} s.\n{logs()}")
+    return time.monotonic() - start
 
 
 def _venv_tool(name: str) -> str | None:

@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +27,10 @@ from tests.support.aws import Endpoint, unique_name
 from tests.support.fault_proxy import FaultProxy
 from tests.support.manifests import manifest
 from tests.support.paths import REPO, VOICE
+from tests.support.waiting import wait_until
 from tests.support.workers import run_cli
+
+POLL_S = 0.5  # how often a scenario looks at the outbox or a log: each look lists a bucket
 
 
 @dataclass
@@ -91,15 +93,6 @@ def log_tails(folder: Path, lines: int = 40) -> str:
         tail = log.read_text(errors="replace").splitlines()[-lines:]
         parts.append(f"--- {log.relative_to(folder)}\n" + "\n".join(tail))
     return "\n".join(parts)
-
-
-def wait_until(done: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.5)
-    return done()
 
 
 # --- counting what the outbox shows ----------------------------------------------------------------
@@ -187,7 +180,7 @@ def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: flo
         args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox",
                 f"s3://{setup.outbox}/"]
         with workers(worker_count, args, env, tmp / "logs"):
-            wait_until(results_present(s3, setup.outbox, "", names), timeout)
+            wait_until(results_present(s3, setup.outbox, "", names), timeout, POLL_S)
             proxy.set_rate(0)  # let the workers release and leave cleanly
         injected = sum(proxy.stats.faults_by_kind().values())
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
@@ -223,12 +216,12 @@ def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: in
     args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
     for n in range(count):
         with workers(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
-            wait_until(_log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
+            wait_until(_log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120, POLL_S)
             worker.send_signal(signum)
             worker.wait(60)
     with workers(2, args, worker_environment, tmp / "finishers"):
         # Well inside pytest's 300 s: a job hidden for the whole visibility must show as lost, with the logs.
-        wait_until(results_present(s3, setup.outbox, "", names), 150)
+        wait_until(results_present(s3, setup.outbox, "", names), 150, POLL_S)
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
     return Outcome("", jobs, count, succeeded, failed, duplicates, lost)
 
@@ -259,7 +252,7 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
     env = worker_env(seaweed.url, seaweed, volume, tmp)
     args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
     with workers(worker_count, args, env, tmp / "logs"):
-        wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300)
+        wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300, POLL_S)
     finished: dict[str, int] = {}
     for log in (tmp / "logs").glob("*.log"):
         for line in log.read_text().splitlines():
