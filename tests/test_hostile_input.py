@@ -39,7 +39,7 @@ from processor.storage.volume import Volume
 
 from tests.support.hostile import ABSOLUTE_ID_TARGET, BAD, GOOD, NARRATOR, RAW_GOOD, WORKER_ENV, job_id, m, write_batch
 from tests.support.paths import REPO, VOICE, VOICE_TEXT
-from tests.support.workers import run_cli
+from tests.support.workers import local_worker_args, run_cli
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -73,9 +73,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Batc
     root_before = {p.name for p in root.iterdir()}
     neighbours_before = {p.name for p in root.parent.iterdir()}
     voices_before = tree(inbox / "voices")
-    args = ["run", "--inbox", str(inbox), "--outbox", str(root / "outbox"), "--volume", str(tiny_volume.root),
-            "--model", "tiny", "--processing-dir", str(root / "processing"), "--once"]
-    out = run_cli(*args, env=WORKER_ENV, timeout=280)
+    out = run_cli(*local_worker_args(root, tiny_volume, "--once"), env=WORKER_ENV, timeout=280)
     neighbours_after = {p.name for p in root.parent.iterdir()}  # now: later tests add their own folders there
     return Batch(root, inbox, root / "outbox", root / "processing", out.stdout + out.stderr, out.returncode,
                  root_before, neighbours_before, neighbours_after, voices_before)

@@ -6,12 +6,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from processor.aws import S3Location
 from processor.bootstrap import BootstrapPlan, bootstrap
@@ -19,29 +15,17 @@ from processor.storage.volume import Volume
 
 from tests.support.aws import Endpoint, unique_name
 from tests.support.manifests import manifest
-from tests.support.paths import REPO, VOICE
+from tests.support.paths import VOICE
 from tests.support.scenarios import object_exists
 from tests.support.waiting import wait_until
+from tests.support.workers import log_says, wait_for_exit, worker_env
+from tests.support.workers import start_worker as start_process  # the name start_worker is this file's own
 
 
 def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log: Path,
                  **env: str) -> subprocess.Popen[str]:
-    full_env = {**endpoint.env(), "F5B_VOLUME": str(volume.root), "F5B_MODEL": "tiny", "F5B_DEVICE": "cpu",
-                "F5B_PROCESSING_DIR": str(tmp / "processing"), "F5B_S3_PATH_STYLE": "true",
-                "F5B_RECEIVE_WAIT_S": "2", "F5B_POLL_S": "0.3", **env}
-    return subprocess.Popen([sys.executable, "-m", "processor", "run", *args], cwd=REPO, env=full_env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
-
-
-def wait_all(workers: list[subprocess.Popen[str]], logs: list[Path], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for worker, log in zip(workers, logs, strict=True):
-        try:
-            assert worker.wait(max(1.0, deadline - time.monotonic())) == 0, log.read_text()[-3000:]
-        except subprocess.TimeoutExpired:
-            for w in workers:
-                w.kill()
-            pytest.fail(f"worker did not finish in {timeout} s: {log.read_text()[-3000:]}")
+    full_env = worker_env(endpoint.url, endpoint, volume, tmp, **{"F5B_RECEIVE_WAIT_S": "2", **env})
+    return start_process("run", *args, log=log, env=full_env)
 
 
 def versions(s3: Any, bucket: str) -> dict[str, list[dict[str, Any]]]:
@@ -80,7 +64,7 @@ def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path
     workers = [start_worker(moto_endpoint, tiny_volume, tmp_path, "--queue", made["queue_url"],
                             "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/", "--once", log=log)
                for log in logs]
-    wait_all(workers, logs, timeout=400)
+    wait_for_exit(workers, logs, timeout=400)
 
     keys = versions(s3, outbox)
     results = {k: v for k, v in keys.items() if k.endswith("/result.json")}
@@ -110,8 +94,7 @@ def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_o
     common = ("--queue", made["queue_url"], "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/")
     log = tmp_path / "victim.log"
     victim = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
-    assert wait_until(lambda: '"stage": "fetched"' in log.read_text(), 120), \
-        "timed out waiting for the victim to start the job"
+    assert wait_until(log_says(log, '"stage": "fetched"'), 120), "timed out waiting for the victim to start the job"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     assert queue_counts(sqs, made["queue_url"]) == ("0", "1"), "in flight, invisible"
@@ -119,7 +102,7 @@ def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_o
     rescuer_log = tmp_path / "rescuer.log"
     rescuer = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, "--once", log=rescuer_log,
                            F5B_LEASE_S="6", F5B_RECEIVE_WAIT_S="10")
-    wait_all([rescuer], [rescuer_log], timeout=180)
+    wait_for_exit([rescuer], [rescuer_log], timeout=180)
     keys = versions(s3, outbox)
     assert len(keys["slow/result.json"]) == 1 and len(keys["slow/audio.wav"]) == 1
     result = json.loads(s3.get_object(Bucket=outbox, Key="slow/result.json")["Body"].read())
@@ -142,8 +125,7 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     common = ("--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/")
     log = tmp_path / "victim.log"
     victim = start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
-    assert wait_until(lambda: '"stage": "fetched"' in log.read_text() and "slow" in log.read_text(), 120), \
-        "timed out waiting for the slow job"
+    assert wait_until(log_says(log, '"stage": "fetched"', "slow"), 120), "timed out waiting for the slow job"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
 

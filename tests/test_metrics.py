@@ -6,8 +6,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -19,9 +17,8 @@ from processor.health import HealthReporter, check
 from processor.storage.volume import Volume
 
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
-from tests.support.paths import REPO
 from tests.support.waiting import wait_until
-from tests.support.workers import local_settings, run_cli
+from tests.support.workers import local_settings, run_cli, start_worker
 
 
 def free_port() -> int:
@@ -92,9 +89,7 @@ def test_health_command_follows_the_running_worker(tmp_path: Path, tiny_volume: 
            "F5B_VOLUME": str(tiny_volume.root), "F5B_MODEL": "tiny", "F5B_DEVICE": "cpu",
            "F5B_PROCESSING_DIR": str(processing)}
     assert run_cli("health", env=env).returncode == 1, "no worker yet"
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "processor", "run", "--exit-when-idle", "600"],
-                              cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=log)
+    worker = start_worker("run", "--exit-when-idle", "600", log=tmp_path / "worker.log", env={**os.environ, **env})
     try:
         wait_until((processing / "health.json").exists, 60, interval=0.2)
         healthy = run_cli("health", env=env)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -24,25 +22,16 @@ from processor.storage.volume import Volume
 from processor.worker import Worker
 
 from tests.support.aws import Endpoint, unique_name
-from tests.support.manifests import manifest, write_manifest
-from tests.support.paths import REPO, VOICE
-from tests.support.waiting import wait_until
-from tests.support.workers import local_settings, run_cli
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.workers import local_settings, local_worker_args, run_cli, start_worker, wait_for_text
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 
 
 def local_worker(tmp: Path, volume: Volume, *extra: str, env: dict[str, str] | None = None,
                  log: Path) -> subprocess.Popen[str]:
-    args = ["run", "--inbox", str(tmp / "inbox"), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
-            "--model", "tiny", "--processing-dir", str(tmp / "processing"), *extra]
-    return subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO, env={**os.environ, **(env or {})},
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_text(log: Path, text: str, timeout: float = 120) -> None:
-    if not wait_until(lambda: text in log.read_text(), timeout, interval=0.05):
-        pytest.fail(f"no {text!r} in the log: {log.read_text()[-2000:]}")
+    return start_worker(*local_worker_args(tmp, volume, *extra), log=log, env={**os.environ, **(env or {})})
 
 
 def stop(worker: subprocess.Popen[str], signum: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
@@ -54,10 +43,7 @@ def stop(worker: subprocess.Popen[str], signum: int = signal.SIGTERM, timeout: f
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    (folder / "voices").mkdir(parents=True)
-    shutil.copy(VOICE, folder / "voices" / "narrator.wav")
-    return folder
+    return inbox_with_voice(tmp_path)
 
 
 def test_idle_worker_exits_at_once(tmp_path: Path, inbox: Path, tiny_volume: Volume) -> None:

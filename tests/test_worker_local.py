@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import soundfile as sf
 
 from processor.storage.volume import Volume
 
-from tests.support.manifests import manifest, write_manifest
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
 from tests.support.paths import VOICE
 from tests.support.waiting import wait_until
-from tests.support.workers import run_cli
+from tests.support.workers import local_worker_args, run_cli, start_worker
 
 GOOD = {
     "plain": manifest("Good morning. The weather today is calm and clear."),
@@ -51,17 +50,13 @@ class Run:
 
 
 def worker_args(run_root: Path, volume: Volume) -> list[str]:
-    return ["run", "--inbox", str(run_root / "inbox"), "--outbox", str(run_root / "outbox"),
-            "--volume", str(volume.root), "--model", "tiny", "--processing-dir", str(run_root / "processing"),
-            "--once"]
+    return local_worker_args(run_root, volume, "--once")
 
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Run:
     root = tmp_path_factory.mktemp("batch")
-    inbox = root / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
+    inbox = inbox_with_voice(root)
     (inbox / "voices" / "not-audio.wav").write_text("this is text, not a RIFF file\n" * 50)
     (root / "outside.wav").write_bytes(VOICE.read_bytes())
     for name, data in GOOD.items():
@@ -183,21 +178,14 @@ def test_rerun_skips_jobs_that_have_a_result(batch: Run, tiny_volume: Volume) ->
 def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, tiny_volume: Volume) -> None:
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
-    from tests.support.paths import REPO
-
-    inbox = tmp_path / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
+    inbox = inbox_with_voice(tmp_path)
     long_text = " ".join(["A long text keeps the worker busy for a while."] * 12)
     write_manifest(inbox, "slow", manifest(long_text, nfe_step=8))
     args = worker_args(tmp_path, tiny_volume)
     args.remove("--once")
-    victim = subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = start_worker(*args, log=tmp_path / "victim.log")
     claims = inbox / ".claims"
     wait_until(lambda: claims.is_dir() and bool(list(claims.iterdir())), 120)
     assert list(claims.iterdir()), "the worker claimed the manifest"

@@ -3,7 +3,8 @@
     paths        where the repository, the example manifests and the example voice are
     manifests    manifest bodies and an inbox to drop them into
     volumes      the tiny random model on a volume
-    workers      running the real CLI, and the settings of a local worker
+    workers      the real CLI and worker processes: starting, stopping and waiting for them, their settings,
+                 environment and logs
     waiting      the one `wait_until`
     aws          moto and SeaweedFS on loopback (pytest fixtures too: loaded as a plugin by tests/conftest.py)
     fault_proxy  a fault-injecting HTTP proxy in front of moto

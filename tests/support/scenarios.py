@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +23,9 @@ from tests.support import hostile as corpus
 from tests.support.aws import Endpoint, unique_name
 from tests.support.fault_proxy import FaultProxy
 from tests.support.manifests import manifest
-from tests.support.paths import REPO, VOICE
+from tests.support.paths import VOICE
 from tests.support.waiting import wait_until
-from tests.support.workers import run_cli
+from tests.support.workers import local_worker_args, log_says, run_cli, worker_env, worker_processes
 
 POLL_S = 0.5  # how often a scenario looks at the outbox or a log: each look lists a bucket
 
@@ -53,46 +50,6 @@ class Outcome:
 def markdown_table(outcomes: list[Outcome]) -> str:
     rows = [Outcome.HEADER, tuple("---" for _ in Outcome.HEADER), *(o.cells() for o in outcomes)]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
-
-
-# --- workers ---------------------------------------------------------------------------------------
-
-
-def worker_env(endpoint_url: str, base: Endpoint, volume: Volume, tmp: Path, **extra: str) -> dict[str, str]:
-    env = {**base.env(), "AWS_ENDPOINT_URL": endpoint_url, "F5B_VOLUME": str(volume.root), "F5B_MODEL": "tiny",
-           "F5B_DEVICE": "cpu", "F5B_PROCESSING_DIR": str(tmp / "processing"), "F5B_S3_PATH_STYLE": "true",
-           "F5B_RECEIVE_WAIT_S": "1", "F5B_POLL_S": "0.3"}
-    return {**env, **extra}
-
-
-@contextmanager
-def workers(count: int, args: list[str], env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[str]]]:
-    """Start `count` workers; on exit stop them with SIGTERM (they release what they hold) and reap them."""
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = [subprocess.Popen([sys.executable, "-m", "processor", "run", *args], cwd=REPO, env=env,
-                              stdout=(logs / f"worker-{n}.log").open("w"), stderr=subprocess.STDOUT, text=True)
-             for n in range(count)]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def log_tails(folder: Path, lines: int = 40) -> str:
-    """The last lines of every worker log under `folder`: what a failed scenario shows."""
-    parts = []
-    for log in sorted(folder.rglob("worker-*.log")):
-        tail = log.read_text(errors="replace").splitlines()[-lines:]
-        parts.append(f"--- {log.relative_to(folder)}\n" + "\n".join(tail))
-    return "\n".join(parts)
 
 
 # --- counting what the outbox shows ----------------------------------------------------------------
@@ -179,7 +136,7 @@ def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: flo
                          F5B_LEASE_S="8", F5B_REDELIVERY_BASE_S="1", F5B_RETRY_INITIAL_S="0.2")
         args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox",
                 f"s3://{setup.outbox}/"]
-        with workers(worker_count, args, env, tmp / "logs"):
+        with worker_processes(worker_count, args, env, tmp / "logs"):
             wait_until(results_present(s3, setup.outbox, "", names), timeout, POLL_S)
             proxy.set_rate(0)  # let the workers release and leave cleanly
         injected = sum(proxy.stats.faults_by_kind().values())
@@ -215,19 +172,15 @@ def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: in
     worker_environment = worker_env(moto.url, moto, volume, tmp, **env)
     args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
     for n in range(count):
-        with workers(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
-            wait_until(_log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120, POLL_S)
+        with worker_processes(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
+            wait_until(log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120, POLL_S)
             worker.send_signal(signum)
             worker.wait(60)
-    with workers(2, args, worker_environment, tmp / "finishers"):
+    with worker_processes(2, args, worker_environment, tmp / "finishers"):
         # Well inside pytest's 300 s: a job hidden for the whole visibility must show as lost, with the logs.
         wait_until(results_present(s3, setup.outbox, "", names), 150, POLL_S)
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
     return Outcome("", jobs, count, succeeded, failed, duplicates, lost)
-
-
-def _log_says(log: Path, text: str) -> Callable[[], bool]:
-    return lambda: log.exists() and text in log.read_text()
 
 
 def _drop_slow(endpoint: Endpoint, setup: QueueSetup, count: int, text: str) -> list[str]:
@@ -251,7 +204,7 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
                       Body=json.dumps(manifest(f"Job {name}.", nfe_step=2)).encode())
     env = worker_env(seaweed.url, seaweed, volume, tmp)
     args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
-    with workers(worker_count, args, env, tmp / "logs"):
+    with worker_processes(worker_count, args, env, tmp / "logs"):
         wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300, POLL_S)
     finished: dict[str, int] = {}
     for log in (tmp / "logs").glob("*.log"):
@@ -280,9 +233,7 @@ def _status(s3: Any, bucket: str, job: str) -> str:
 def hostile(volume: Volume, tmp: Path) -> Outcome:
     """The hostile-input corpus (tests/support/hostile.py) in one batch: each bad case must fail with its code."""
     inbox = corpus.write_batch(tmp)
-    run_cli("run", "--inbox", str(inbox), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
-            "--model", "tiny", "--processing-dir", str(tmp / "processing"), "--once",
-            env=corpus.WORKER_ENV, timeout=600)
+    run_cli(*local_worker_args(tmp, volume, "--once"), env=corpus.WORKER_ENV, timeout=600)
     expected = corpus.expected()
     good = {**corpus.GOOD, **corpus.RAW_GOOD}
     succeeded = failed = lost = 0
