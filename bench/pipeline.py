@@ -45,6 +45,7 @@ from processor.synthesis import SynthesisRequest, Synthesizer
 from bench import common
 from tests.support.aws import Endpoint, moto_server
 from tests.support.paths import VOICE, VOICE_TEXT
+from tests.support.results import read_s3_result
 from tests.support.scenarios import QueueSetup, queue_setup
 from tests.support.volumes import make_tiny_volume
 
@@ -91,8 +92,7 @@ def worker_run(moto: Endpoint, setup: QueueSetup, settings: Settings, synthesize
     taken = worker.run(once=True)
     seconds = time.perf_counter() - started
     s3 = moto.client("s3")
-    statuses = [json.loads(s3.get_object(Bucket=setup.outbox, Key=f"{prefix}-{i:03d}/result.json")["Body"].read())
-                ["status"] for i in range(len(jobs))]
+    statuses = [read_s3_result(s3, setup.outbox, f"{prefix}-{i:03d}")["status"] for i in range(len(jobs))]
     if taken != len(jobs) or statuses.count("succeeded") != len(jobs):
         raise SystemExit(f"{prefix}: {taken} jobs taken, statuses {statuses}")
     return seconds

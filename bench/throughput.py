@@ -38,6 +38,7 @@ from processor.storage.volume import ModelFolder, Volume
 
 from bench import common
 from tests.support.paths import REPO, VOICE
+from tests.support.results import read_result
 from tests.support.volumes import build_tiny_model
 
 
@@ -93,7 +94,7 @@ def run_worker(settings: Settings, synthesizer: Any, jobs: list[dict[str, Any]],
     started = time.perf_counter()
     taken = worker.run(once=True)
     seconds = time.perf_counter() - started
-    results = [json.loads((outbox / f"job-{i:03d}" / "result.json").read_text()) for i in range(len(jobs))]
+    results = [read_result(outbox, f"job-{i:03d}") for i in range(len(jobs))]
     if taken != len(jobs) or any(r["status"] != "succeeded" for r in results):
         raise SystemExit(f"worker: {taken} jobs taken; {[r.get('error') for r in results if r.get('error')]}")
     return seconds, sum(r["duration_s"] for r in results)

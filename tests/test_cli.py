@@ -13,6 +13,7 @@ from processor.settings import Settings
 
 from tests.support.manifests import manifest, write_manifest
 from tests.support.paths import EXAMPLES, REPO
+from tests.support.results import all_results
 from tests.support.workers import run_cli
 
 
@@ -113,6 +114,6 @@ def test_make_demo_processes_the_examples_offline(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "noise, not speech" in out.stdout
-    results = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outbox").glob("*/result.json")}
+    results = all_results(tmp_path / "outbox")
     assert set(results) == {"hello", "chapter-1", "draft-0001"}
     assert all(r["status"] == "succeeded" and r["model"] == "tiny" for r in results.values())

@@ -39,6 +39,7 @@ from processor.storage.volume import Volume
 
 from tests.support.hostile import ABSOLUTE_ID_TARGET, BAD, GOOD, NARRATOR, RAW_GOOD, WORKER_ENV, job_id, m, write_batch
 from tests.support.paths import REPO, VOICE, VOICE_TEXT
+from tests.support.results import all_results, read_result
 from tests.support.workers import local_worker_args, run_cli
 
 
@@ -62,8 +63,7 @@ class Batch:
     voices_before: dict[str, str]
 
     def result(self, job_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.outbox / job_id / "result.json").read_text())
-        return data
+        return read_result(self.outbox, job_id)
 
 
 @pytest.fixture(scope="module")
@@ -247,8 +247,7 @@ def test_a_manifest_file_name_that_is_not_utf8_fails_alone(tmp_path: Path) -> No
     worker = Worker(inbox=LocalInbox(inbox, settle_s=0), outbox=LocalOutbox(tmp_path / "outbox"),
                     voices=LocalVoices(inbox), synthesizer=NoSynthesizer(), workdir=WorkDir(tmp_path / "work"))
     assert worker.run(once=True) == 1
-    [result] = (tmp_path / "outbox").rglob("result.json")
-    data = json.loads(result.read_text())
+    [data] = all_results(tmp_path / "outbox").values()
     assert data["status"] == "failed" and data["error"]["code"] == "invalid_manifest"
     assert data["manifest"].encode("utf-8")
 

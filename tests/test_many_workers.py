@@ -16,7 +16,7 @@ from processor.storage.volume import Volume
 from tests.support.aws import Endpoint, unique_name
 from tests.support.manifests import manifest
 from tests.support.paths import VOICE
-from tests.support.scenarios import object_exists
+from tests.support.results import object_exists, object_versions, read_s3_result, s3_results
 from tests.support.waiting import wait_until
 from tests.support.workers import log_says, wait_for_exit, worker_env
 from tests.support.workers import start_worker as start_process  # the name start_worker is this file's own
@@ -26,15 +26,6 @@ def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log:
                  **env: str) -> subprocess.Popen[str]:
     full_env = worker_env(endpoint.url, endpoint, volume, tmp, **{"F5B_RECEIVE_WAIT_S": "2", **env})
     return start_process("run", *args, log=log, env=full_env)
-
-
-def versions(s3: Any, bucket: str) -> dict[str, list[dict[str, Any]]]:
-    """Every version of every key: an overwrite shows up as a second version."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for version in page.get("Versions", []):
-            found.setdefault(version["Key"], []).append(version)
-    return found
 
 
 def queue_counts(sqs: Any, url: str) -> tuple[str, str]:
@@ -66,17 +57,17 @@ def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path
                for log in logs]
     wait_for_exit(workers, logs, timeout=400)
 
-    keys = versions(s3, outbox)
+    keys = object_versions(s3, outbox)
     results = {k: v for k, v in keys.items() if k.endswith("/result.json")}
     assert len(results) == 60, "no job lost"
     for key, result_versions in results.items():
         job = key.split("/")[0]
         assert len(result_versions) == 1, f"{job}: result written once"
-        body = json.loads(s3.get_object(Bucket=outbox, Key=key)["Body"].read())
+        body = read_s3_result(s3, outbox, job)
         assert body["status"] == "succeeded", body["error"]
         audio = [k for k in keys if k.startswith(f"{job}/audio.")]
         assert len(audio) == 1 and len(keys[audio[0]]) == 1, f"{job}: audio written once, never overwritten"
-    by_worker = {json.loads(s3.get_object(Bucket=outbox, Key=k)["Body"].read())["worker"] for k in results}
+    by_worker = {result["worker"] for result in s3_results(s3, outbox).values()}
     assert len(by_worker) == 3, "the work was shared"
     assert queue_counts(sqs, made["queue_url"]) == ("0", "0")
     assert queue_counts(sqs, made["dlq_url"]) == ("0", "0")
@@ -103,9 +94,9 @@ def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_o
     rescuer = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, "--once", log=rescuer_log,
                            F5B_LEASE_S="6", F5B_RECEIVE_WAIT_S="10")
     wait_for_exit([rescuer], [rescuer_log], timeout=180)
-    keys = versions(s3, outbox)
+    keys = object_versions(s3, outbox)
     assert len(keys["slow/result.json"]) == 1 and len(keys["slow/audio.wav"]) == 1
-    result = json.loads(s3.get_object(Bucket=outbox, Key="slow/result.json")["Body"].read())
+    result = read_s3_result(s3, outbox, "slow")
     assert result["status"] == "succeeded"
     assert queue_counts(sqs, made["queue_url"]) == ("0", "0")
 
@@ -143,7 +134,7 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     text = "".join(path.read_text() for path in logs)
     assert "took over the expired lease on slow" in text
     for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]:
-        result = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
+        result = read_s3_result(s3, bucket, job, "outbox/")
         assert result["status"] == "succeeded", (job, result["error"])
     finished = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     finished = [e for e in finished if e.get("stage") == "finished"]

@@ -17,6 +17,7 @@ from processor.health import HealthReporter, check
 from processor.storage.volume import Volume
 
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.results import all_results
 from tests.support.waiting import wait_until
 from tests.support.workers import local_settings, run_cli, start_worker
 
@@ -70,7 +71,7 @@ def test_metrics_after_a_few_jobs_match_the_outbox(tmp_path: Path, tiny_volume: 
     scraper.join()
     assert worker.exited_idle
     metrics = scraped["metrics"]
-    results = [json.loads(p.read_text()) for p in (tmp_path / "outbox").glob("*/result.json")]
+    results = list(all_results(tmp_path / "outbox").values())
     succeeded = [r for r in results if r["status"] == "succeeded"]
     assert metrics['f5batch_jobs_total{status="succeeded"}'] == len(succeeded) == 3
     assert abs(metrics["f5batch_audio_seconds_total"] - sum(r["duration_s"] for r in succeeded)) < 1e-6

@@ -24,6 +24,7 @@ from processor.worker import Worker
 from tests.support.aws import Endpoint, unique_name
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
 from tests.support.paths import VOICE
+from tests.support.results import read_result, read_s3_result
 from tests.support.workers import local_settings, local_worker_args, run_cli, start_worker, wait_for_text
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
@@ -64,7 +65,7 @@ def test_job_in_hand_is_finished_within_the_grace_period(tmp_path: Path, inbox: 
     wait_for_text(log, '"stage": "fetched"')
     code, _ = stop(worker, timeout=150)
     assert code == 0
-    result = json.loads((tmp_path / "outbox" / "a-slow" / "result.json").read_text())
+    result = read_result(tmp_path / "outbox", "a-slow")
     assert result["status"] == "succeeded"
     assert (inbox / "b-next.json").exists(), "no new job was taken after the signal"
     assert list((inbox / ".claims").iterdir()) == []
@@ -92,7 +93,7 @@ def test_unfinished_job_is_released_and_completed_once_elsewhere(tmp_path: Path,
                     "--volume", str(tiny_volume.root), "--model", "tiny",
                     "--processing-dir", str(tmp_path / "processing"))
     assert again.returncode == 0, again.stdout[-2000:]
-    assert json.loads((tmp_path / "outbox" / "slow" / "result.json").read_text())["status"] == "succeeded"
+    assert read_result(tmp_path / "outbox", "slow")["status"] == "succeeded"
 
 
 def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endpoint, tmp_path: Path,
@@ -117,7 +118,7 @@ def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endp
     log2 = tmp_path / "w2.log"
     rescuer = local_worker(tmp_path, tiny_volume, *common, "--once", log=log2, env=env)
     assert rescuer.wait(180) == 0, log2.read_text()[-2000:]
-    result = json.loads(s3.get_object(Bucket=bucket, Key="outbox/slow/result.json")["Body"].read())
+    result = read_s3_result(s3, bucket, "slow", "outbox/")
     assert result["status"] == "succeeded"
     assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
         "ApproximateNumberOfMessages"] == "0"

@@ -14,6 +14,7 @@ from processor.storage.volume import Volume
 
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
 from tests.support.paths import VOICE
+from tests.support.results import read_result
 from tests.support.waiting import wait_until
 from tests.support.workers import local_worker_args, run_cli, start_worker
 
@@ -46,7 +47,7 @@ class Run:
     returncode: int
 
     def result(self, job_id: str) -> dict:
-        return json.loads((self.outbox / job_id / "result.json").read_text())
+        return read_result(self.outbox, job_id)
 
 
 def worker_args(run_root: Path, volume: Volume) -> list[str]:
@@ -198,7 +199,7 @@ def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, t
 
     out = run_cli(*worker_args(tmp_path, tiny_volume))
     assert out.returncode == 0, out.stdout + out.stderr
-    result = json.loads((tmp_path / "outbox" / "slow" / "result.json").read_text())
+    result = read_result(tmp_path / "outbox", "slow")
     assert result["status"] == "succeeded"
     assert list(claims.iterdir()) == []
     assert [p for p in (tmp_path / "processing").rglob("*") if p.is_file()] == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,14 @@ from tests.support.aws import Endpoint, unique_name
 from tests.support.fault_proxy import FaultProxy
 from tests.support.manifests import manifest
 from tests.support.paths import VOICE
+from tests.support.results import (
+    RESULT,
+    object_exists,
+    object_versions,
+    read_result,
+    read_s3_result,
+    results_present,
+)
 from tests.support.waiting import wait_until
 from tests.support.workers import local_worker_args, log_says, run_cli, worker_env, worker_processes
 
@@ -55,42 +63,31 @@ def markdown_table(outcomes: list[Outcome]) -> str:
 # --- counting what the outbox shows ----------------------------------------------------------------
 
 
-def object_versions(s3: Any, bucket: str, prefix: str = "") -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        for version in page.get("Versions", []):
-            found.setdefault(version["Key"], []).append(version)
-    return found
+def verdict(result: dict[str, Any] | None, want: str) -> str:
+    """What a consumer of the outbox sees for a job whose result should say `want` (a status or an error code):
+    "succeeded", "failed" (as expected) or "lost" (no result, or the wrong answer, which is as bad as none)."""
+    if result is not None and want == "succeeded" and result["status"] == "succeeded":
+        return "succeeded"
+    if result is not None and result["status"] == "failed" and result["error"]["code"] == want:
+        return "failed"
+    return "lost"
 
 
 def count_s3(s3: Any, bucket: str, prefix: str, expected: dict[str, str]) -> tuple[int, int, int, int]:
     """(succeeded, failed as expected, duplicates, lost) for job ids mapped to their expected status or code."""
     versions = object_versions(s3, bucket, prefix)
-    succeeded = failed = duplicates = lost = 0
+    verdicts: Counter[str] = Counter()
+    duplicates = 0
     for job, want in expected.items():
-        key = f"{prefix}{job}/result.json"
+        key = f"{prefix}{job}/{RESULT}"
         if key not in versions:
-            lost += 1
+            verdicts["lost"] += 1
             continue
         audio = [v for k, vs in versions.items() if k.startswith(f"{prefix}{job}/audio.") for v in vs]
         if len(versions[key]) > 1 or len({v["ETag"] for v in audio}) > 1:
             duplicates += 1  # a retried PUT of the same bytes is not visible to anyone; different bytes are
-        result = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        if want == "succeeded" and result["status"] == "succeeded":
-            succeeded += 1
-        elif result["status"] == "failed" and result["error"]["code"] == want:
-            failed += 1
-        else:
-            lost += 1  # the wrong answer is as bad as none
-    return succeeded, failed, duplicates, lost
-
-
-def results_present(s3: Any, bucket: str, prefix: str, jobs: list[str]) -> Callable[[], bool]:
-    def check() -> bool:
-        keys = {k for k in object_versions(s3, bucket, prefix) if k.endswith("/result.json")}
-        return all(f"{prefix}{job}/result.json" in keys for job in jobs)
-
-    return check
+        verdicts[verdict(read_s3_result(s3, bucket, job, prefix), want)] += 1
+    return verdicts["succeeded"], verdicts["failed"], duplicates, verdicts["lost"]
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -211,23 +208,10 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
         for line in log.read_text().splitlines():
             if line.startswith("{") and (event := json.loads(line)).get("stage") == "finished":
                 finished[event["job"]] = finished.get(event["job"], 0) + 1
-    succeeded = sum(1 for n in names if _status(s3, bucket, n) == "succeeded")
+    succeeded = sum(1 for n in names if read_s3_result(s3, bucket, n, "outbox/")["status"] == "succeeded")
     duplicates = sum(1 for n in names if finished.get(n, 0) > 1)
     lost = sum(1 for n in names if not object_exists(s3, bucket, f"outbox/{n}/result.json"))
     return Outcome(f"S3 inbox leases on SeaweedFS ({worker_count} workers)", jobs, 0, succeeded, 0, duplicates, lost)
-
-
-def object_exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except Exception:
-        return False
-    return True
-
-
-def _status(s3: Any, bucket: str, job: str) -> str:
-    body = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
-    return str(body["status"])
 
 
 def hostile(volume: Volume, tmp: Path) -> Outcome:
@@ -236,22 +220,12 @@ def hostile(volume: Volume, tmp: Path) -> Outcome:
     run_cli(*local_worker_args(tmp, volume, "--once"), env=corpus.WORKER_ENV, timeout=600)
     expected = corpus.expected()
     good = {**corpus.GOOD, **corpus.RAW_GOOD}
-    succeeded = failed = lost = 0
-    for job, want in expected.items():
-        path = tmp / "outbox" / job / "result.json"
-        if not path.exists():
-            lost += 1
-            continue
-        result = json.loads(path.read_text())
-        if want == "succeeded" and result["status"] == "succeeded":
-            succeeded += 1
-        elif result["status"] == "failed" and result["error"]["code"] == want:
-            failed += 1
-        else:
-            lost += 1
-    stray = [p for p in (tmp / "outbox").rglob("*") if p.is_file() and p.parent.name not in expected]
+    outbox = tmp / "outbox"
+    verdicts = Counter(verdict(read_result(outbox, job) if (outbox / job / RESULT).exists() else None, want)
+                       for job, want in expected.items())
+    stray = [p for p in outbox.rglob("*") if p.is_file() and p.parent.name not in expected]
     assert not stray, f"files written outside the job folders: {stray}"
     done = list((inbox / ".done").glob("*.json"))
     duplicates = len(done) - len(expected)  # a manifest delivered twice leaves a second copy in .done
     return Outcome(f"hostile input ({len(corpus.BAD)} bad, {len(good)} good manifests)", len(expected), 0,
-                   succeeded, failed, duplicates, lost)
+                   verdicts["succeeded"], verdicts["failed"], duplicates, verdicts["lost"])
