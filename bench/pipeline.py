@@ -25,7 +25,6 @@ client-side work (signing, JSON, encoding audio, logging).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -46,7 +45,7 @@ from bench import common
 from tests.support.aws import Endpoint, moto_server
 from tests.support.paths import VOICE, VOICE_TEXT
 from tests.support.results import read_s3_result
-from tests.support.scenarios import QueueSetup, queue_setup
+from tests.support.scenarios import QueueSetup, put_manifests, queue_setup
 from tests.support.volumes import make_tiny_volume
 
 
@@ -78,16 +77,10 @@ def pure_synthesis(synthesizer: Synthesizer, jobs: list[dict[str, Any]], tmp: Pa
     return seconds, {r.text: len(w) for r, w in zip(requests, waves, strict=True)}
 
 
-def drop(moto: Endpoint, setup: QueueSetup, jobs: list[dict[str, Any]], prefix: str) -> None:
-    s3 = moto.client("s3")
-    for i, job in enumerate(jobs):
-        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{prefix}-{i:03d}.json", Body=json.dumps(job).encode())
-
-
 def worker_run(moto: Endpoint, setup: QueueSetup, settings: Settings, synthesizer: Any,
                jobs: list[dict[str, Any]], prefix: str) -> float:
     worker = build_worker(settings, synthesizer)
-    drop(moto, setup, jobs, prefix)
+    put_manifests(moto.client("s3"), setup.inbox, {f"{prefix}-{i:03d}": job for i, job in enumerate(jobs)})
     started = time.perf_counter()
     taken = worker.run(once=True)
     seconds = time.perf_counter() - started

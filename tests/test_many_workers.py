@@ -9,14 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from processor.aws import S3Location
-from processor.bootstrap import BootstrapPlan, bootstrap
 from processor.storage.volume import Volume
 
 from tests.support.aws import Endpoint, unique_name
 from tests.support.manifests import manifest
 from tests.support.paths import VOICE
 from tests.support.results import object_exists, object_versions, read_s3_result, s3_results
+from tests.support.scenarios import queue_setup
 from tests.support.waiting import wait_until
 from tests.support.workers import log_says, wait_for_exit, worker_env
 from tests.support.workers import start_worker as start_process  # the name start_worker is this file's own
@@ -34,14 +33,8 @@ def queue_counts(sqs: Any, url: str) -> tuple[str, str]:
 
 
 def setup_queue(endpoint: Endpoint, visibility_s: int = 300) -> tuple[str, str, dict[str, str]]:
-    inbox, outbox = unique_name("in"), unique_name("out")
-    s3 = endpoint.client("s3")
-    made = bootstrap(BootstrapPlan(unique_name("jobs"), S3Location(inbox, "inbox/"), S3Location(outbox, ""),
-                                   create_buckets=True, max_receive_count=4, visibility_timeout_s=visibility_s),
-                     s3, endpoint.client("sqs"))
-    s3.put_bucket_versioning(Bucket=outbox, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object(Bucket=inbox, Key="voices/narrator.wav", Body=VOICE.read_bytes())
-    return inbox, outbox, made
+    setup = queue_setup(endpoint, visibility_s, max_receive_count=4)
+    return setup.inbox, setup.outbox, {"queue_url": setup.queue_url, "dlq_url": setup.dlq_url}
 
 
 def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume) -> None:

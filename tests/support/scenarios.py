@@ -101,24 +101,31 @@ class QueueSetup:
     dlq_url: str
 
 
-def queue_setup(endpoint: Endpoint, visibility_s: int = 30) -> QueueSetup:
+def queue_setup(endpoint: Endpoint, visibility_s: int = 30, max_receive_count: int = 10) -> QueueSetup:
+    """Fresh buckets and a queue made by `bootstrap` (notification included), a versioned outbox (so a second
+    write shows), and the example voice in the inbox bucket."""
     s3, sqs = endpoint.client("s3"), endpoint.client("sqs")
     inbox, outbox = unique_name("in"), unique_name("out")
     made = bootstrap(BootstrapPlan(unique_name("jobs"), S3Location(inbox, "inbox/"), S3Location(outbox, ""),
-                                   create_buckets=True, max_receive_count=10, visibility_timeout_s=visibility_s),
+                                   create_buckets=True, max_receive_count=max_receive_count,
+                                   visibility_timeout_s=visibility_s),
                      s3, sqs)
     s3.put_bucket_versioning(Bucket=outbox, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=inbox, Key="voices/narrator.wav", Body=VOICE.read_bytes())
     return QueueSetup(inbox, outbox, made["queue_url"], made["dlq_url"])
 
 
+def put_manifests(s3: Any, bucket: str, bodies: dict[str, dict[str, Any]], prefix: str = "inbox/") -> list[str]:
+    """Each body as `<prefix><name>.json` in the bucket, as a producer drops it; returns the names."""
+    for name, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.json", Body=json.dumps(body).encode())
+    return list(bodies)
+
+
 def drop_jobs(endpoint: Endpoint, setup: QueueSetup, count: int, prefix: str = "job", **fields: Any) -> list[str]:
-    s3 = endpoint.client("s3")
     names = [f"{prefix}-{i:03d}" for i in range(count)]
-    for name in names:
-        body = manifest(f"Job {name}.", **{"nfe_step": 2, **fields})
-        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{name}.json", Body=json.dumps(body).encode())
-    return names
+    bodies = {name: manifest(f"Job {name}.", **{"nfe_step": 2, **fields}) for name in names}
+    return put_manifests(endpoint.client("s3"), setup.inbox, bodies)
 
 
 def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: float = 0.2,
@@ -181,12 +188,8 @@ def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: in
 
 
 def _drop_slow(endpoint: Endpoint, setup: QueueSetup, count: int, text: str) -> list[str]:
-    s3 = endpoint.client("s3")
-    names = [f"slow-{i:03d}" for i in range(count)]
-    for name in names:
-        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{name}.json",
-                      Body=json.dumps(manifest(text, nfe_step=4, id=name)).encode())
-    return names
+    bodies = {name: manifest(text, nfe_step=4, id=name) for name in (f"slow-{i:03d}" for i in range(count))}
+    return put_manifests(endpoint.client("s3"), setup.inbox, bodies)
 
 
 def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
@@ -195,10 +198,8 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
     bucket = unique_name("b")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
-    names = [f"job-{i:03d}" for i in range(jobs)]
-    for name in names:
-        s3.put_object(Bucket=bucket, Key=f"inbox/{name}.json",
-                      Body=json.dumps(manifest(f"Job {name}.", nfe_step=2)).encode())
+    names = put_manifests(s3, bucket, {name: manifest(f"Job {name}.", nfe_step=2)
+                                       for name in (f"job-{i:03d}" for i in range(jobs))})
     env = worker_env(seaweed.url, seaweed, volume, tmp)
     args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
     with worker_processes(worker_count, args, env, tmp / "logs"):
