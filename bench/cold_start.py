@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Cold start: from process start to ready to take a job, the worker versus F5-TTS's own `F5TTS(...)`.
 
-    .venv/bin/python bench/cold_start.py [--volume bench/.volume] [--repeat 3] [--nfe-step 8]
+    .venv/bin/python -m bench.cold_start [--volume bench/.volume] [--repeat 3] [--nfe-step 8]  # from the repo root
 
 Seeds (once; later runs find it seeded) the full-size F5TTS_v1_Base architecture
 with random weights of the real shapes (`f5-batch seed --random`), so it
@@ -40,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO, VOICE
+
 ARCH = "F5TTS_v1_Base"
 MODEL = f"{ARCH}-random"
-VOICE = REPO / "manifests" / "examples" / "voices" / "narrator.wav"
 # The example clip's first sentence ends at ~3.0 s (silence until 3.4 s): a short voice keeps the first job short.
 VOICE_SECONDS = 3.2
 VOICE_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -134,8 +133,8 @@ def spawn(side: Side, args: argparse.Namespace, voice: Path, caches: Path) -> di
     """One fresh process; the clock starts just before it is spawned."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(caches / "hf"), "TORCH_HOME": str(caches / "torch"),
            "PYTHONPATH": str(REPO)}
-    command = [sys.executable, __file__, "--child", side.key, "--volume", str(args.volume), "--voice", str(voice),
-               "--nfe-step", str(args.nfe_step), "--device", args.device]
+    command = [sys.executable, "-m", "bench.cold_start", "--child", side.key, "--volume", str(args.volume),
+               "--voice", str(voice), "--nfe-step", str(args.nfe_step), "--device", args.device]
     env[T0_ENV] = repr(time.time())
     out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT)]
@@ -198,7 +197,8 @@ def machine_line(args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="python -m bench.cold_start",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--volume", type=Path, default=REPO / "bench" / ".volume", help="model volume (reused)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per side (alternating)")
     parser.add_argument("--nfe-step", type=int, default=8, help="sampling steps of the first job")

@@ -1,23 +1,20 @@
-"""What the benchmarks share: the machine line, the example voice, job texts and Markdown tables.
+"""What the benchmarks share: the machine line, job texts and Markdown tables.
 
 Every benchmark prints its table last, headed by the date and the machine, so
-the output can be pasted into the README as it is.
+the output can be pasted into the README as it is. The example voice, the loopback servers and the
+other helpers they share with the test suite come from `tests.support`, which is why they run as modules
+from the repository root (`python -m bench.pipeline`).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "manifests" / "examples"
-VOICE = EXAMPLES / "voices" / "narrator.wav"
-VOICE_TEXT = (EXAMPLES / "voices" / "narrator.txt").read_text().strip()
+from tests.support.manifests import manifest
 
 # Short, varied job texts: a realistic spread of lengths, one sentence to a few.
 TEXTS = (
@@ -38,8 +35,7 @@ def job_text(i: int) -> str:
 
 def manifests(count: int, steps: int) -> list[dict[str, Any]]:
     """`count` jobs in the example voice, each with its own text and seed."""
-    return [{"text": job_text(i), "voice": "voices/narrator.wav", "voice_text": VOICE_TEXT,
-             "nfe_step": steps, "seed": i} for i in range(count)]
+    return [manifest(job_text(i), nfe_step=steps, seed=i) for i in range(count)]
 
 
 def machine() -> str:
@@ -65,9 +61,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
-
-def use_test_helpers() -> None:
-    """The loopback servers of the test suite (tests/aws_servers.py) start the same way here."""
-    for path in (str(REPO), str(REPO / "tests")):
-        if path not in sys.path:
-            sys.path.insert(0, path)

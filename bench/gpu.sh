@@ -17,5 +17,5 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$VOLUME"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -m processor seed --volume "$VOLUME" --random F5TTS_v1_Base --fp16-copy  # f5-batch seed
-"$PY" bench/cold_start.py --volume "$VOLUME" --device cuda --repeat 2 || echo "cold start benchmark failed" >&2
-"$PY" bench/throughput.py --volume "$VOLUME" --model "$MODEL" --device cuda --jobs 16 --steps 32 --rounds 2
+"$PY" -m bench.cold_start --volume "$VOLUME" --device cuda --repeat 2 || echo "cold start benchmark failed" >&2
+"$PY" -m bench.throughput --volume "$VOLUME" --model "$MODEL" --device cuda --jobs 16 --steps 32 --rounds 2

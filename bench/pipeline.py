@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Pipelining: is the synthesizer ever left waiting for S3 and SQS?
 
-    .venv/bin/python bench/pipeline.py [--jobs 24] [--steps 32] [--rounds 2]
+    .venv/bin/python -m bench.pipeline [--jobs 24] [--steps 32] [--rounds 2]    # from the repository root
 
 Starts moto on loopback (S3 + SQS with bucket notifications, as the test suite
 does), builds the tiny model, and runs the same jobs four ways, in one process
@@ -26,30 +25,28 @@ client-side work (signing, JSON, encoding audio, logging).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from processor.app import build_worker, load_synthesizer
 from processor.audio import prepare_voice
 from processor.errors import F5BatchError
-from processor.seeding.random_models import build_tiny
 from processor.settings import Settings
-from processor.storage.volume import Volume
 from processor.synthesis import SynthesisRequest, Synthesizer
 
-import common
-
-if TYPE_CHECKING:
-    from aws_servers import Endpoint
-    from scenarios import QueueSetup
+from bench import common
+from tests.support.aws import Endpoint, moto_server
+from tests.support.paths import VOICE, VOICE_TEXT
+from tests.support.results import read_s3_result
+from tests.support.scenarios import QueueSetup, put_manifests, queue_setup
+from tests.support.volumes import make_tiny_volume
 
 
 @dataclass
@@ -71,7 +68,7 @@ class Silence:
 
 def pure_synthesis(synthesizer: Synthesizer, jobs: list[dict[str, Any]], tmp: Path) -> tuple[float, dict[str, int]]:
     # Keyed like the worker's prepared voices, so both sides reuse the voice's features alike.
-    voice = prepare_voice(common.VOICE, common.VOICE_TEXT, tmp, key="bench-voice")
+    voice = prepare_voice(VOICE, VOICE_TEXT, tmp, key="bench-voice")
     requests = [SynthesisRequest(text=j["text"], voice=voice, seed=j["seed"], nfe_step=j["nfe_step"]) for j in jobs]
     synthesizer.synthesize(requests[0])  # warm-up, as the worker's first job is not timed either
     started = time.perf_counter()
@@ -80,44 +77,31 @@ def pure_synthesis(synthesizer: Synthesizer, jobs: list[dict[str, Any]], tmp: Pa
     return seconds, {r.text: len(w) for r, w in zip(requests, waves, strict=True)}
 
 
-def drop(moto: Endpoint, setup: QueueSetup, jobs: list[dict[str, Any]], prefix: str) -> None:
-    s3 = moto.client("s3")
-    for i, job in enumerate(jobs):
-        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{prefix}-{i:03d}.json", Body=json.dumps(job).encode())
-
-
 def worker_run(moto: Endpoint, setup: QueueSetup, settings: Settings, synthesizer: Any,
                jobs: list[dict[str, Any]], prefix: str) -> float:
     worker = build_worker(settings, synthesizer)
-    drop(moto, setup, jobs, prefix)
+    put_manifests(moto.client("s3"), setup.inbox, {f"{prefix}-{i:03d}": job for i, job in enumerate(jobs)})
     started = time.perf_counter()
     taken = worker.run(once=True)
     seconds = time.perf_counter() - started
     s3 = moto.client("s3")
-    statuses = [json.loads(s3.get_object(Bucket=setup.outbox, Key=f"{prefix}-{i:03d}/result.json")["Body"].read())
-                ["status"] for i in range(len(jobs))]
+    statuses = [read_s3_result(s3, setup.outbox, f"{prefix}-{i:03d}")["status"] for i in range(len(jobs))]
     if taken != len(jobs) or statuses.count("succeeded") != len(jobs):
         raise SystemExit(f"{prefix}: {taken} jobs taken, statuses {statuses}")
     return seconds
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--steps", type=int, default=32, help="sampling steps per job (F5-TTS's default: 32)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     jobs = common.manifests(args.jobs, args.steps)
-    common.use_test_helpers()  # the suite's loopback servers
-    from aws_servers import moto_server
-    from scenarios import queue_setup
-
     with tempfile.TemporaryDirectory() as tmp_name, moto_server(Path(tmp_name) / "moto.log") as moto:
         tmp = Path(tmp_name)
         os.environ.update(moto.env())
-        volume = Volume(tmp / "volume")
-        build_tiny(volume.model("tiny"))
-        volume.model("tiny").write_checksums()
+        volume = make_tiny_volume(tmp / "volume")
         setup = queue_setup(moto, visibility_s=60)
         settings = Settings.model_validate({
             "inbox": f"s3://{setup.inbox}/inbox/", "outbox": f"s3://{setup.outbox}/", "queue": setup.queue_url,

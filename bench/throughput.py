@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Throughput: the same jobs through F5-TTS's own per-job loop and through the worker, in one run.
 
-    .venv/bin/python bench/throughput.py [--model tiny|F5TTS_v1_Base] [--jobs 16] [--steps 32]
+    .venv/bin/python -m bench.throughput [--model tiny|F5TTS_v1_Base] [--jobs 16] [--steps 32]
                                          [--device auto] [--max-batch 0] [--rounds 2]
 
 (a) F5-TTS: `F5TTS.infer(ref_file, ref_text, gen_text, nfe_step=..., seed=..., file_wave=...)` once per
@@ -37,7 +36,10 @@ from processor.app import build_worker, load_synthesizer
 from processor.settings import Settings
 from processor.storage.volume import ModelFolder, Volume
 
-import common
+from bench import common
+from tests.support.paths import REPO, VOICE
+from tests.support.results import read_result
+from tests.support.volumes import build_tiny_model
 
 
 def upstream(folder: ModelFolder, device: str) -> Any:
@@ -69,7 +71,7 @@ def run_upstream(f5: Any, jobs: list[dict[str, Any]], out: Path) -> tuple[float,
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for i, job in enumerate(jobs):
-        f5.infer(str(common.VOICE), job["voice_text"], job["text"], show_info=_quiet, nfe_step=job["nfe_step"],
+        f5.infer(str(VOICE), job["voice_text"], job["text"], show_info=_quiet, nfe_step=job["nfe_step"],
                  seed=job["seed"], file_wave=str(out / f"{i:03d}.wav"))
     seconds = time.perf_counter() - started
     return seconds, sum(sf.info(str(p)).duration for p in out.glob("*.wav"))
@@ -83,7 +85,7 @@ def run_worker(settings: Settings, synthesizer: Any, jobs: list[dict[str, Any]],
     inbox, outbox = Path(settings.inbox), Path(settings.outbox)
     shutil.rmtree(outbox, ignore_errors=True)
     (inbox / "voices").mkdir(parents=True, exist_ok=True)
-    shutil.copy(common.VOICE, inbox / "voices" / "narrator.wav")
+    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
     for i, job in enumerate(jobs):
         path = inbox / f"job-{i:03d}.json"
         path.write_text(json.dumps(job))
@@ -92,16 +94,16 @@ def run_worker(settings: Settings, synthesizer: Any, jobs: list[dict[str, Any]],
     started = time.perf_counter()
     taken = worker.run(once=True)
     seconds = time.perf_counter() - started
-    results = [json.loads((outbox / f"job-{i:03d}" / "result.json").read_text()) for i in range(len(jobs))]
+    results = [read_result(outbox, f"job-{i:03d}") for i in range(len(jobs))]
     if taken != len(jobs) or any(r["status"] != "succeeded" for r in results):
         raise SystemExit(f"worker: {taken} jobs taken; {[r.get('error') for r in results if r.get('error')]}")
     return seconds, sum(r["duration_s"] for r in results)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny, or a model seeded on the volume")
-    parser.add_argument("--volume", type=Path, default=common.REPO / "bench" / ".volume")
+    parser.add_argument("--volume", type=Path, default=REPO / "bench" / ".volume")
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--device", default="auto")
@@ -112,10 +114,7 @@ def main() -> int:
     volume.apply_cache_environment(offline=True)
     folder = volume.model(args.model)
     if args.model == "tiny" and folder.missing_files():
-        from processor.seeding.random_models import build_tiny
-
-        build_tiny(folder)
-        folder.write_checksums()
+        build_tiny_model(folder)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         settings = Settings.model_validate({

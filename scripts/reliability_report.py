@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Run the fault scenarios end to end on loopback servers and print the reliability table.
 
-    .venv/bin/python scripts/reliability_report.py [--jobs 100] [--rate 0.2]
+    .venv/bin/python -m scripts.reliability_report [--jobs 100] [--rate 0.2]    # from the repository root
 
 It starts moto and SeaweedFS itself (as the test suite does), builds the tiny
 model in a temporary volume, runs each scenario with real worker processes and
@@ -20,12 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from tests.support import scenarios
+from tests.support.aws import Endpoint
+from tests.support.paths import REPO
+from tests.support.volumes import make_tiny_volume
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.reliability_report", description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100, help="jobs in the fault-injection scenario")
     parser.add_argument("--rate", type=float, default=0.2, help="fault rate of every S3/SQS request")
     args = parser.parse_args()
@@ -37,29 +38,22 @@ def main() -> int:
     )
 
 
-# pytest runs this file as a one-test session so that the servers and the tiny volume come from the
-# same fixtures as the suite's (tests/aws_servers.py, tests/conftest.py).
-pytest_plugins = ["aws_servers"]
+# pytest runs this file as a one-test session so that the servers come from the same fixtures as the suite's
+# (tests/support/aws.py).
+pytest_plugins = ["tests.support.aws"]
 
 
-def test_reliability_report(moto_endpoint: object, seaweed_endpoint: object) -> None:
-    from processor.seeding.random_models import build_tiny
-    from processor.storage.volume import Volume
-
-    import scenarios
-
+def test_reliability_report(moto_endpoint: Endpoint, seaweed_endpoint: Endpoint) -> None:
     jobs, rate = int(os.environ.get("REPORT_JOBS", "100")), float(os.environ.get("REPORT_RATE", "0.2"))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        volume = Volume(tmp / "volume")
-        build_tiny(volume.model("tiny"))
-        volume.model("tiny").write_checksums()
+        volume = make_tiny_volume(tmp / "volume")
         started = time.monotonic()
         outcomes = [
-            scenarios.faults(moto_endpoint, volume, tmp / "faults", jobs=jobs, rate=rate),  # type: ignore[arg-type]
-            scenarios.killed(moto_endpoint, volume, tmp / "killed"),  # type: ignore[arg-type]
-            scenarios.terminated(moto_endpoint, volume, tmp / "terminated"),  # type: ignore[arg-type]
-            scenarios.s3_inbox_leases(seaweed_endpoint, volume, tmp / "leases"),  # type: ignore[arg-type]
+            scenarios.faults(moto_endpoint, volume, tmp / "faults", jobs=jobs, rate=rate),
+            scenarios.killed(moto_endpoint, volume, tmp / "killed"),
+            scenarios.terminated(moto_endpoint, volume, tmp / "terminated"),
+            scenarios.s3_inbox_leases(seaweed_endpoint, volume, tmp / "leases"),
             scenarios.hostile(volume, tmp / "hostile"),
         ]
         took = time.monotonic() - started

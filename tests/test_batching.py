@@ -18,7 +18,7 @@ from processor.sampling import BatchLimit, bucket_size
 from processor.storage.volume import ModelFolder
 from processor.synthesis import F5Synthesizer, SynthesisRequest, chunk_text, max_chunk_chars
 
-from conftest import VOICE, VOICE_TEXT
+from tests.support.paths import VOICE, VOICE_TEXT
 
 # Measured on CPU: batched and single runs differ by float rounding only (up to 7e-8 here): the attention
 # kernel blocks a padded row differently. 1e-6 is still far below one 16-bit step (3e-5).

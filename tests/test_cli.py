@@ -14,7 +14,10 @@ import pytest
 
 from processor.settings import Settings
 
-from conftest import EXAMPLES, REPO, manifest, run_cli, write_manifest
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import EXAMPLES, REPO
+from tests.support.results import all_results
+from tests.support.workers import run_cli
 
 
 def test_console_script_and_module_are_the_same_command() -> None:
@@ -132,6 +135,6 @@ def test_make_demo_processes_the_examples_offline(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "noise, not speech" in out.stdout
-    results = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outbox").glob("*/result.json")}
+    results = all_results(tmp_path / "outbox")
     assert set(results) == {"hello", "chapter-1", "draft-0001"}
     assert all(r["status"] == "succeeded" and r["model"] == "tiny" for r in results.values())

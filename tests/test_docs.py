@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from tests.support.paths import REPO
 
 DOCS = REPO / "docs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -23,8 +23,9 @@ from processor.model import EMA_PREFIX
 from processor.settings import Settings
 from processor.storage.volume import ModelFolder, Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, run_cli
+from tests.support.aws import Endpoint, unique_name
+from tests.support.paths import REPO
+from tests.support.workers import run_cli
 
 SHM = Path("/dev/shm")
 BIAS = EMA_PREFIX + "transformer.proj_out.bias"

@@ -12,7 +12,8 @@ import pytest
 
 from processor.errors import CATALOGUE, F5BatchError, PermanentError, TransientError
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 CODE_ROW = re.compile(r"^\| `([a-z_]+)` \|")
 
 

@@ -25,8 +25,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from aws_servers import Endpoint, free_ports, unique_name
-from fault_proxy import ALL_KINDS, FaultProxy, Request, is_s3, is_sqs
+from tests.support.aws import Endpoint, free_ports, unique_name
+from tests.support.fault_proxy import ALL_KINDS, FaultProxy, Request, is_s3, is_sqs
+from tests.support.waiting import wait_until
 
 MIB = 1024 * 1024
 #: fail fast and never retry: each call makes exactly one request, so each fault is seen as the client sees it
@@ -391,9 +392,8 @@ def test_binds_loopback_and_stop_cuts_idle_connections(make_proxy: ProxyFactory)
     assert proxy.url.startswith("http://127.0.0.1:")
     port = port_of(proxy.url)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
-        deadline = time.monotonic() + 5
-        while proxy.stats["connections"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the proxy has accepted it (a backlog connection would get a RST instead)
+        # until the proxy has accepted it (a backlog connection would get a RST instead)
+        wait_until(lambda: proxy.stats["connections"] != 0, 5, interval=0.01)
         start = time.monotonic()
         proxy.stop()
         assert time.monotonic() - start < 1.0
@@ -439,9 +439,7 @@ def test_stop_cuts_a_request_waiting_on_upstream(
 
     poller = threading.Thread(target=poll)
     poller.start()
-    deadline = time.monotonic() + 5
-    while proxy.stats["requests"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: proxy.stats["requests"] != 0, 5, interval=0.01)
     time.sleep(0.1)  # into the long poll
     start = time.monotonic()
     proxy.stop()

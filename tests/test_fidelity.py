@@ -9,7 +9,6 @@ because it only builds the architectures of its bundled configs, not the tiny on
 
 from __future__ import annotations
 
-import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +20,10 @@ import soundfile as sf
 
 from processor.storage.volume import ModelFolder, Volume
 
-from conftest import VOICE, manifest, write_manifest
-from f5_tts_oracle import upstream
+from tests.support.manifests import manifest, write_manifest
+from tests.support.oracle import upstream
+from tests.support.paths import VOICE
+from tests.support.results import read_result
 
 
 class _OneThread(ThreadPoolExecutor):
@@ -112,7 +113,7 @@ def worker_outputs(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume
 
 @pytest.mark.parametrize("name", CASES)
 def test_worker_audio_equals_f5_tts_inference(name: str, worker_outputs: Path, f5_tts_reference: Any) -> None:
-    result = json.loads((worker_outputs / "outbox" / name / "result.json").read_text())
+    result = read_result(worker_outputs / "outbox", name)
     assert result["status"] == "succeeded", result["error"]
     data = CASES[name]
     voice = worker_outputs / "inbox" / data["voice"]
@@ -129,7 +130,7 @@ def test_worker_audio_equals_f5_tts_inference(name: str, worker_outputs: Path, f
 def test_different_seeds_give_different_audio(worker_outputs: Path, f5_tts_reference: Any) -> None:
     """Guards the test above: the comparison can tell two outputs apart."""
     data = CASES["defaults"]
-    result = json.loads((worker_outputs / "outbox" / "defaults" / "result.json").read_text())
+    result = read_result(worker_outputs / "outbox", "defaults")
     other = f5_tts_reference(VOICE, data, result["seed"] + 1, worker_outputs / "other-seed.wav")
     ours, _ = sf.read(worker_outputs / "outbox" / result["audio"], dtype="int16")
     theirs, _ = sf.read(other, dtype="int16")

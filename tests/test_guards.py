@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,9 @@ from processor.settings import Settings
 from processor.storage.volume import Volume
 from processor.worker import Worker
 
-from conftest import VOICE, manifest, write_manifest
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.results import read_result
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 
@@ -35,8 +36,7 @@ def worker_for(tmp: Path, volume: Volume, **fields: Any) -> Worker:
 
 
 def result(tmp: Path, job: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((tmp / "outbox" / job / "result.json").read_text())
-    return data
+    return read_result(tmp / "outbox", job)
 
 
 def test_a_full_processing_disk_fails_the_job_after_its_attempts(tmp_path: Path, tiny_volume: Volume) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import REPO
+from tests.support.paths import REPO
 
 # boto3 method -> the IAM actions it needs (HeadObject is authorised by s3:GetObject; a multipart
 # upload by s3:PutObject, plus s3:AbortMultipartUpload to clean up a failed one).

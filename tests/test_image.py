@@ -20,7 +20,7 @@ import pytest
 from processor.settings import Settings
 from processor.storage.volume import RUNPOD_VOLUME, Volume
 
-from conftest import REPO
+from tests.support.paths import REPO
 
 DOCKERFILE = REPO / "Dockerfile.runpod"
 DOCKERIGNORE = REPO / ".dockerignore"

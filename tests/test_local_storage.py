@@ -15,6 +15,7 @@ import pytest
 from processor.errors import PermanentError, VoiceNotFound
 from processor.storage.local import CLAIMS, LocalInbox, LocalOutbox, LocalVoices
 from processor.storage.workdir import WorkDir
+
 from tests.support.inboxes import take_all
 
 

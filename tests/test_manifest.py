@@ -15,7 +15,9 @@ from processor.manifest import (
     seed_from_id,
 )
 
-from conftest import EXAMPLES, REPO, VOICE_TEXT, manifest, run_cli
+from tests.support.manifests import manifest
+from tests.support.paths import EXAMPLES, REPO, VOICE_TEXT
+from tests.support.workers import run_cli
 
 SCHEMA_FILE = REPO / "manifests" / "schema.json"
 

@@ -17,7 +17,7 @@ from processor.errors import PermanentError
 from processor.manifest import ID_PATTERN, Manifest, parse_manifest, printable, safe_id
 from processor.storage.local import voice_path
 
-from conftest import VOICE_TEXT
+from tests.support.paths import VOICE_TEXT
 
 
 def is_forbidden(char: str) -> bool:

@@ -6,49 +6,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from processor.aws import S3Location
-from processor.bootstrap import BootstrapPlan, bootstrap
 from processor.storage.volume import Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest
-from scenarios import object_exists
+from tests.support.aws import Endpoint, unique_name
+from tests.support.manifests import manifest
+from tests.support.paths import VOICE
+from tests.support.results import object_exists, object_versions, read_s3_result, s3_results
+from tests.support.scenarios import queue_setup
+from tests.support.waiting import wait_until
+from tests.support.workers import log_says, wait_for_exit, worker_env
+from tests.support.workers import start_worker as start_process  # the name start_worker is this file's own
 
 
 def start_worker(endpoint: Endpoint, volume: Volume, tmp: Path, *args: str, log: Path,
                  **env: str) -> subprocess.Popen[str]:
-    full_env = {**endpoint.env(), "F5B_VOLUME": str(volume.root), "F5B_MODEL": "tiny", "F5B_DEVICE": "cpu",
-                "F5B_PROCESSING_DIR": str(tmp / "processing"), "F5B_S3_PATH_STYLE": "true",
-                "F5B_RECEIVE_WAIT_S": "2", "F5B_POLL_S": "0.3", **env}
-    return subprocess.Popen([sys.executable, "-m", "processor", "run", *args], cwd=REPO, env=full_env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
-
-
-def wait_all(workers: list[subprocess.Popen[str]], logs: list[Path], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for worker, log in zip(workers, logs, strict=True):
-        try:
-            assert worker.wait(max(1.0, deadline - time.monotonic())) == 0, log.read_text()[-3000:]
-        except subprocess.TimeoutExpired:
-            for w in workers:
-                w.kill()
-            pytest.fail(f"worker did not finish in {timeout} s: {log.read_text()[-3000:]}")
-
-
-def versions(s3: Any, bucket: str) -> dict[str, list[dict[str, Any]]]:
-    """Every version of every key: an overwrite shows up as a second version."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for version in page.get("Versions", []):
-            found.setdefault(version["Key"], []).append(version)
-    return found
+    full_env = worker_env(endpoint.url, endpoint, volume, tmp, **{"F5B_RECEIVE_WAIT_S": "2", **env})
+    return start_process("run", *args, log=log, env=full_env)
 
 
 def queue_counts(sqs: Any, url: str) -> tuple[str, str]:
@@ -57,14 +33,8 @@ def queue_counts(sqs: Any, url: str) -> tuple[str, str]:
 
 
 def setup_queue(endpoint: Endpoint, visibility_s: int = 300) -> tuple[str, str, dict[str, str]]:
-    inbox, outbox = unique_name("in"), unique_name("out")
-    s3 = endpoint.client("s3")
-    made = bootstrap(BootstrapPlan(unique_name("jobs"), S3Location(inbox, "inbox/"), S3Location(outbox, ""),
-                                   create_buckets=True, max_receive_count=4, visibility_timeout_s=visibility_s),
-                     s3, endpoint.client("sqs"))
-    s3.put_bucket_versioning(Bucket=outbox, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object(Bucket=inbox, Key="voices/narrator.wav", Body=VOICE.read_bytes())
-    return inbox, outbox, made
+    setup = queue_setup(endpoint, visibility_s, max_receive_count=4)
+    return setup.inbox, setup.outbox, {"queue_url": setup.queue_url, "dlq_url": setup.dlq_url}
 
 
 def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume) -> None:
@@ -78,30 +48,22 @@ def test_three_workers_sixty_jobs_exactly_once(moto_endpoint: Endpoint, tmp_path
     workers = [start_worker(moto_endpoint, tiny_volume, tmp_path, "--queue", made["queue_url"],
                             "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/", "--once", log=log)
                for log in logs]
-    wait_all(workers, logs, timeout=400)
+    wait_for_exit(workers, logs, timeout=400)
 
-    keys = versions(s3, outbox)
+    keys = object_versions(s3, outbox)
     results = {k: v for k, v in keys.items() if k.endswith("/result.json")}
     assert len(results) == 60, "no job lost"
     for key, result_versions in results.items():
         job = key.split("/")[0]
         assert len(result_versions) == 1, f"{job}: result written once"
-        body = json.loads(s3.get_object(Bucket=outbox, Key=key)["Body"].read())
+        body = read_s3_result(s3, outbox, job)
         assert body["status"] == "succeeded", body["error"]
         audio = [k for k in keys if k.startswith(f"{job}/audio.")]
         assert len(audio) == 1 and len(keys[audio[0]]) == 1, f"{job}: audio written once, never overwritten"
-    by_worker = {json.loads(s3.get_object(Bucket=outbox, Key=k)["Body"].read())["worker"] for k in results}
+    by_worker = {result["worker"] for result in s3_results(s3, outbox).values()}
     assert len(by_worker) == 3, "the work was shared"
     assert queue_counts(sqs, made["queue_url"]) == ("0", "0")
     assert queue_counts(sqs, made["dlq_url"]) == ("0", "0")
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 SLOW_TEXT = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
@@ -116,7 +78,7 @@ def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_o
     common = ("--queue", made["queue_url"], "--inbox", f"s3://{inbox}/inbox/", "--outbox", f"s3://{outbox}/")
     log = tmp_path / "victim.log"
     victim = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
-    wait_for(lambda: '"stage": "fetched"' in log.read_text(), 120, "the victim to start the job")
+    assert wait_until(log_says(log, '"stage": "fetched"'), 120), "timed out waiting for the victim to start the job"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     assert queue_counts(sqs, made["queue_url"]) == ("0", "1"), "in flight, invisible"
@@ -124,10 +86,10 @@ def test_killed_worker_s_message_is_redelivered_after_visibility_and_completes_o
     rescuer_log = tmp_path / "rescuer.log"
     rescuer = start_worker(moto_endpoint, tiny_volume, tmp_path, *common, "--once", log=rescuer_log,
                            F5B_LEASE_S="6", F5B_RECEIVE_WAIT_S="10")
-    wait_all([rescuer], [rescuer_log], timeout=180)
-    keys = versions(s3, outbox)
+    wait_for_exit([rescuer], [rescuer_log], timeout=180)
+    keys = object_versions(s3, outbox)
     assert len(keys["slow/result.json"]) == 1 and len(keys["slow/audio.wav"]) == 1
-    result = json.loads(s3.get_object(Bucket=outbox, Key="slow/result.json")["Body"].read())
+    result = read_s3_result(s3, outbox, "slow")
     assert result["status"] == "succeeded"
     assert queue_counts(sqs, made["queue_url"]) == ("0", "0")
 
@@ -147,7 +109,7 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     common = ("--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/")
     log = tmp_path / "victim.log"
     victim = start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=log, F5B_LEASE_S="6")
-    wait_for(lambda: '"stage": "fetched"' in log.read_text() and "slow" in log.read_text(), 120, "the slow job")
+    assert wait_until(log_says(log, '"stage": "fetched"', "slow"), 120), "timed out waiting for the slow job"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
 
@@ -155,8 +117,9 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     rescuers = [start_worker(seaweed_endpoint, tiny_volume, tmp_path, *common, log=path, F5B_LEASE_S="6")
                 for path in logs]
     try:
-        wait_for(lambda: all(object_exists(s3, bucket, f"outbox/{job}/result.json")
-                             for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]), 180, "all results")
+        assert wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{job}/result.json")
+                                      for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]), 180), \
+            "timed out waiting for all results"
     finally:
         for worker in rescuers:
             worker.send_signal(signal.SIGKILL)
@@ -164,7 +127,7 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
     text = "".join(path.read_text() for path in logs)
     assert "took over the expired lease on slow" in text
     for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]:
-        result = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
+        result = read_s3_result(s3, bucket, job, "outbox/")
         assert result["status"] == "succeeded", (job, result["error"])
     finished = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     finished = [e for e in finished if e.get("stage") == "finished"]

@@ -14,7 +14,7 @@ from processor.errors import InvalidManifest, PermanentError
 from processor.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
 
-from conftest import manifest
+from tests.support.manifests import manifest
 
 BUCKET = "f5-inbox"
 TIME = "2026-11-02T10:00:00.000Z"

@@ -6,8 +6,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -18,7 +16,10 @@ from processor.app import build_worker
 from processor.health import HealthReporter, check
 from processor.storage.volume import Volume
 
-from conftest import REPO, inbox_with_voice, local_settings, manifest, run_cli, write_manifest
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.results import all_results
+from tests.support.waiting import wait_until
+from tests.support.workers import local_settings, run_cli, start_worker
 
 
 def free_port() -> int:
@@ -52,16 +53,17 @@ def test_metrics_after_a_few_jobs_match_the_outbox(tmp_path: Path, tiny_volume: 
     worker = build_worker(local_settings(tmp_path, tiny_volume, metrics_port=port, exit_when_idle_s=3))
     scraped: dict[str, Any] = {}
 
+    def scraped_all_four() -> bool:
+        code, text = get(f"http://127.0.0.1:{port}/metrics")
+        if code == 200 and samples(text).get('f5batch_jobs_total{status="failed"}') == 1 and \
+                sum(v for k, v in samples(text).items() if k.startswith("f5batch_jobs_total")) == 4:
+            scraped["metrics"] = samples(text)
+            scraped["healthz"] = get(f"http://127.0.0.1:{port}/healthz")
+            return True
+        return False
+
     def scrape_while_idle() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            code, text = get(f"http://127.0.0.1:{port}/metrics")
-            if code == 200 and samples(text).get('f5batch_jobs_total{status="failed"}') == 1 and \
-                    sum(v for k, v in samples(text).items() if k.startswith("f5batch_jobs_total")) == 4:
-                scraped["metrics"] = samples(text)
-                scraped["healthz"] = get(f"http://127.0.0.1:{port}/healthz")
-                return
-            time.sleep(0.2)
+        wait_until(scraped_all_four, 60, interval=0.2)
 
     scraper = threading.Thread(target=scrape_while_idle)
     scraper.start()
@@ -69,7 +71,7 @@ def test_metrics_after_a_few_jobs_match_the_outbox(tmp_path: Path, tiny_volume: 
     scraper.join()
     assert worker.exited_idle
     metrics = scraped["metrics"]
-    results = [json.loads(p.read_text()) for p in (tmp_path / "outbox").glob("*/result.json")]
+    results = list(all_results(tmp_path / "outbox").values())
     succeeded = [r for r in results if r["status"] == "succeeded"]
     assert metrics['f5batch_jobs_total{status="succeeded"}'] == len(succeeded) == 3
     assert abs(metrics["f5batch_audio_seconds_total"] - sum(r["duration_s"] for r in succeeded)) < 1e-6
@@ -88,13 +90,9 @@ def test_health_command_follows_the_running_worker(tmp_path: Path, tiny_volume: 
            "F5B_VOLUME": str(tiny_volume.root), "F5B_MODEL": "tiny", "F5B_DEVICE": "cpu",
            "F5B_PROCESSING_DIR": str(processing)}
     assert run_cli("health", env=env).returncode == 1, "no worker yet"
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "processor", "run", "--exit-when-idle", "600"],
-                              cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=log)
+    worker = start_worker("run", "--exit-when-idle", "600", log=tmp_path / "worker.log", env={**os.environ, **env})
     try:
-        deadline = time.monotonic() + 60
-        while not (processing / "health.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until((processing / "health.json").exists, 60, interval=0.2)
         healthy = run_cli("health", env=env)
         assert healthy.returncode == 0 and "healthy" in healthy.stdout, healthy.stdout + healthy.stderr
     finally:

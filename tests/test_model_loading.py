@@ -21,7 +21,7 @@ from processor.model import EMA_PREFIX, build_cfm, build_vocoder, load_model, re
 from processor.seeding.sources import Fp16Copy, SourceFile
 from processor.storage.volume import FP16_WEIGHTS, ModelFolder
 
-from conftest import REPO, VOICE, VOICE_TEXT
+from tests.support.paths import REPO, VOICE, VOICE_TEXT
 
 
 def conventional_cfm(folder: ModelFolder, dtype: Any) -> Any:

@@ -13,7 +13,10 @@ from processor.app import build_worker
 from processor.pipeline import Prefetch
 from processor.storage.volume import Volume
 
-from conftest import VOICE, inbox_with_voice, local_settings, manifest, write_manifest
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.results import read_result
+from tests.support.workers import local_settings
 
 LONG = " ".join(["This sentence keeps the synthesizer busy for a little while."] * 4)
 
@@ -59,7 +62,7 @@ def test_a_voice_shared_by_many_jobs_is_fetched_and_prepared_once(tmp_path: Path
     assert worker.run(once=True) == 2
     assert worker.prepared.misses == 3
     for job in ("same-0", "changed-clip", "other-text"):
-        assert json.loads((tmp_path / "outbox" / job / "result.json").read_text())["status"] == "succeeded"
+        assert read_result(tmp_path / "outbox", job)["status"] == "succeeded"
 
 
 def test_prefetch_is_bounded_by_the_lease() -> None:

@@ -15,9 +15,11 @@ import pytest
 from processor.app import build_worker
 from processor.storage.volume import Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import VOICE, local_settings, manifest, write_manifest
-from fault_proxy import FaultProxy, Request, is_sqs
+from tests.support.aws import Endpoint, unique_name
+from tests.support.fault_proxy import FaultProxy, Request, is_sqs
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.workers import local_settings
 
 AWS_ATTEMPTS = 3
 FAST: dict[str, Any] = {"aws_max_attempts": AWS_ATTEMPTS, "aws_retry_total_s": 60, "s3_path_style": True,

@@ -22,10 +22,12 @@ from processor.storage.s3 import S3Outbox, S3Voices
 from processor.storage.s3_inbox import S3Inbox
 from processor.storage.voice_cache import VoiceCache
 from processor.storage.volume import Volume
-from tests.support.inboxes import take_all
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest
+from tests.support.aws import Endpoint, unique_name
+from tests.support.inboxes import take_all
+from tests.support.manifests import manifest
+from tests.support.paths import REPO, VOICE
+from tests.support.results import read_result, s3_results
 
 SECRET = "f5b-SENTINEL-secret-key-0123456789"  # moto does not check signatures; this must never be printed
 FAST_RETRY = CallRetry(max_attempts=3, initial_s=0.05, max_s=0.2, total_s=5)
@@ -56,16 +58,6 @@ def settings(tmp: Path, volume: Volume, **fields: Any) -> Settings:
         "retry_initial_s": 0.05, "retry_max_s": 0.2, "receive_wait_s": 1,
     }
     return Settings(**{**base, **fields})
-
-
-def results(s3: Any, bucket_name: str, prefix: str = "") -> dict[str, dict[str, Any]]:
-    found = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket_name, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/result.json"):
-                body = json.loads(s3.get_object(Bucket=bucket_name, Key=item["Key"])["Body"].read())
-                found[body["id"]] = body
-    return found
 
 
 def put_voice(s3: Any, bucket_name: str, key: str = "voices/narrator.wav") -> str:
@@ -238,7 +230,7 @@ def test_each_message_shape_runs_its_job(kind: str, aws_env: Endpoint, tmp_path:
     worker = build_worker(settings(tmp_path, tiny_volume, queue=queue, inbox=f"s3://{name}/in/",
                                    outbox=f"s3://{name}/out/", lease_s=30))
     assert worker.run(once=True) == 1
-    result = results(s3, name, "out/")[f"job-{kind}"]
+    result = s3_results(s3, name, "out/")[f"job-{kind}"]
     assert result["status"] == "succeeded", result["error"]
     assert result["audio_uri"] == f"s3://{name}/out/job-{kind}/audio.wav"
     assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0, VisibilityTimeout=0)
@@ -255,7 +247,7 @@ def test_test_event_is_deleted_and_ignored(aws_env: Endpoint, tmp_path: Path, ti
     assert worker.run(once=True) == 0
     attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
-    assert results(aws_env.client("s3"), name) == {}
+    assert s3_results(aws_env.client("s3"), name) == {}
 
 
 def test_malformed_event_fails_its_job_by_message_id(aws_env: Endpoint, tmp_path: Path, tiny_volume: Volume) -> None:
@@ -265,7 +257,7 @@ def test_malformed_event_fails_its_job_by_message_id(aws_env: Endpoint, tmp_path
     message_id = sqs.send_message(QueueUrl=queue, MessageBody='{"Records": "not a list"}')["MessageId"]
     worker = build_worker(settings(tmp_path, tiny_volume, queue=queue, outbox=f"s3://{name}/out/"))
     assert worker.run(once=True) == 1
-    result = results(aws_env.client("s3"), name)[message_id]
+    result = s3_results(aws_env.client("s3"), name)[message_id]
     assert (result["status"], result["error"]["code"]) == ("failed", "invalid_message")
 
 
@@ -286,7 +278,7 @@ def test_transient_failures_are_redelivered_then_failed_on_the_last_receive(
                                    voice_buckets="voices-bucket", redelivery_base_s=0, max_attempts=1,
                                    aws_max_attempts=2))
     assert worker.run(once=True) == 2, "delivered twice: once retried, once final"
-    result = json.loads((tmp_path / "out" / "unreachable" / "result.json").read_text())
+    result = read_result(tmp_path / "out", "unreachable")
     assert (result["status"], result["error"]["code"]) == ("failed", "storage_unavailable")
     log = (tmp_path / "out" / "unreachable" / "log.jsonl").read_text()
     assert "voices-bucket" in log
@@ -350,7 +342,7 @@ def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint
                    "--processing-dir", str(tmp_path / "processing"), "--s3-path-style", "--once",
                    env={"F5B_RECEIVE_WAIT_S": "1"})
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    found = results(moto_endpoint.client("s3"), out_bucket)
+    found = s3_results(moto_endpoint.client("s3"), out_bucket)
     assert set(found) == {"chapter-0", "chapter-1", "chapter-2", "direct"}
     assert all(r["status"] == "succeeded" for r in found.values())
     listing = aws_cli(moto_endpoint, "s3", "ls", "--recursive", f"s3://{out_bucket}/")
@@ -360,7 +352,7 @@ def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint
 
 
 def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: Endpoint) -> None:
-    from conftest import EXAMPLES
+    from tests.support.paths import EXAMPLES
 
     name = bucket(moto_endpoint)
     out = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "hello.json"), "--inbox", f"s3://{name}/inbox/",

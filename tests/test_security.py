@@ -7,7 +7,9 @@ from pathlib import Path
 
 from processor.storage.volume import Volume
 
-from conftest import VOICE, manifest, run_cli, write_manifest
+from tests.support.manifests import manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.workers import run_cli
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 PRESIGNED = ("https://bucket.s3.amazonaws.com/voice.wav?X-Amz-Algorithm=AWS4-HMAC-SHA256"

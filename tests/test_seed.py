@@ -36,7 +36,7 @@ from processor.seeding.sources import (
 )
 from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, RUNPOD_VOLUME, ModelFolder, Volume, sha256_file
 
-from conftest import run_cli as f5_batch
+from tests.support.workers import run_cli as f5_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 V1 = HUB_MODELS["F5TTS_v1_Base"]

@@ -23,9 +23,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from aws_servers import Endpoint, free_ports, moto_post, unique_name
-
-pytest_plugins = ["aws_servers"]
+from tests.support.aws import Endpoint, free_ports, moto_post, unique_name
 
 MIB = 1024 * 1024
 AWS_CLI = Path(sys.executable).parent / "aws"

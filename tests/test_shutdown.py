@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,26 +20,18 @@ from processor.storage import Inbox, Lease, Outbox
 from processor.storage.volume import Volume
 from processor.worker import Worker
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, local_settings, manifest, run_cli, write_manifest
+from tests.support.aws import Endpoint, unique_name
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.results import read_result, read_s3_result
+from tests.support.workers import local_settings, local_worker_args, run_cli, start_worker, wait_for_text
 
 SLOW = " ".join(["This long text keeps the worker busy for several seconds."] * 12)
 
 
 def local_worker(tmp: Path, volume: Volume, *extra: str, env: dict[str, str] | None = None,
                  log: Path) -> subprocess.Popen[str]:
-    args = ["run", "--inbox", str(tmp / "inbox"), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
-            "--model", "tiny", "--processing-dir", str(tmp / "processing"), *extra]
-    return subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO, env={**os.environ, **(env or {})},
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_text(log: Path, text: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} in the log: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
+    return start_worker(*local_worker_args(tmp, volume, *extra), log=log, env={**os.environ, **(env or {})})
 
 
 def stop(worker: subprocess.Popen[str], signum: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
@@ -53,10 +43,7 @@ def stop(worker: subprocess.Popen[str], signum: int = signal.SIGTERM, timeout: f
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    (folder / "voices").mkdir(parents=True)
-    shutil.copy(VOICE, folder / "voices" / "narrator.wav")
-    return folder
+    return inbox_with_voice(tmp_path)
 
 
 def test_idle_worker_exits_at_once(tmp_path: Path, inbox: Path, tiny_volume: Volume) -> None:
@@ -77,7 +64,7 @@ def test_job_in_hand_is_finished_within_the_grace_period(tmp_path: Path, inbox: 
     wait_for_text(log, '"stage": "fetched"')
     code, _ = stop(worker, timeout=150)
     assert code == 0
-    result = json.loads((tmp_path / "outbox" / "a-slow" / "result.json").read_text())
+    result = read_result(tmp_path / "outbox", "a-slow")
     assert result["status"] == "succeeded"
     assert (inbox / "b-next.json").exists(), "no new job was taken after the signal"
     assert list((inbox / ".claims").iterdir()) == []
@@ -105,7 +92,7 @@ def test_unfinished_job_is_released_and_completed_once_elsewhere(tmp_path: Path,
                     "--volume", str(tiny_volume.root), "--model", "tiny",
                     "--processing-dir", str(tmp_path / "processing"))
     assert again.returncode == 0, again.stdout[-2000:]
-    assert json.loads((tmp_path / "outbox" / "slow" / "result.json").read_text())["status"] == "succeeded"
+    assert read_result(tmp_path / "outbox", "slow")["status"] == "succeeded"
 
 
 def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endpoint, tmp_path: Path,
@@ -130,7 +117,7 @@ def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endp
     log2 = tmp_path / "w2.log"
     rescuer = local_worker(tmp_path, tiny_volume, *common, "--once", log=log2, env=env)
     assert rescuer.wait(180) == 0, log2.read_text()[-2000:]
-    result = json.loads(s3.get_object(Bucket=bucket, Key="outbox/slow/result.json")["Body"].read())
+    result = read_s3_result(s3, bucket, "slow", "outbox/")
     assert result["status"] == "succeeded"
     assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
         "ApproximateNumberOfMessages"] == "0"

@@ -13,7 +13,7 @@ from processor.audio import normalize_voice_text
 from processor.storage.volume import ModelFolder
 from processor.synthesis import chunk_text, cross_fade
 
-from f5_tts_oracle import upstream
+from tests.support.oracle import upstream
 
 SENTENCES = st.lists(
     st.text(alphabet=st.sampled_from(list("abcdefg xyz,.;:!?'\"-") + ["。", "，", "你", "好", "é", "ü", "\n"]),

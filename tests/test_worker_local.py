@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,11 @@ import soundfile as sf
 
 from processor.storage.volume import Volume
 
-from conftest import VOICE, manifest, run_cli, write_manifest
+from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.paths import VOICE
+from tests.support.results import read_result
+from tests.support.waiting import wait_until
+from tests.support.workers import local_worker_args, run_cli, start_worker
 
 GOOD = {
     "plain": manifest("Good morning. The weather today is calm and clear."),
@@ -44,21 +47,17 @@ class Run:
     returncode: int
 
     def result(self, job_id: str) -> dict:
-        return json.loads((self.outbox / job_id / "result.json").read_text())
+        return read_result(self.outbox, job_id)
 
 
 def worker_args(run_root: Path, volume: Volume) -> list[str]:
-    return ["run", "--inbox", str(run_root / "inbox"), "--outbox", str(run_root / "outbox"),
-            "--volume", str(volume.root), "--model", "tiny", "--processing-dir", str(run_root / "processing"),
-            "--once"]
+    return local_worker_args(run_root, volume, "--once")
 
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Run:
     root = tmp_path_factory.mktemp("batch")
-    inbox = root / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
+    inbox = inbox_with_voice(root)
     (inbox / "voices" / "not-audio.wav").write_text("this is text, not a RIFF file\n" * 50)
     (root / "outside.wav").write_bytes(VOICE.read_bytes())
     for name, data in GOOD.items():
@@ -118,7 +117,7 @@ def test_seed_is_derived_from_id_when_the_manifest_has_none(batch: Run) -> None:
 
 
 def test_durations_follow_f5_tts_duration_estimate(batch: Run) -> None:
-    from f5_tts_oracle import expected_single_chunk_seconds
+    from tests.support.oracle import expected_single_chunk_seconds
 
     for name in ("plain", "flac-seeded", "ogg"):
         data = GOOD[name]
@@ -180,25 +179,16 @@ def test_rerun_skips_jobs_that_have_a_result(batch: Run, tiny_volume: Volume) ->
 def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, tiny_volume: Volume) -> None:
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
-    from conftest import REPO
-
-    inbox = tmp_path / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
+    inbox = inbox_with_voice(tmp_path)
     long_text = " ".join(["A long text keeps the worker busy for a while."] * 12)
     write_manifest(inbox, "slow", manifest(long_text, nfe_step=8))
     args = worker_args(tmp_path, tiny_volume)
     args.remove("--once")
-    victim = subprocess.Popen([sys.executable, "-m", "processor", *args], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = start_worker(*args, log=tmp_path / "victim.log")
     claims = inbox / ".claims"
-    deadline = time.monotonic() + 120
-    while not (claims.is_dir() and list(claims.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: claims.is_dir() and bool(list(claims.iterdir())), 120)
     assert list(claims.iterdir()), "the worker claimed the manifest"
     time.sleep(1.0)  # into the synthesis
     os.kill(victim.pid, signal.SIGKILL)
@@ -209,7 +199,7 @@ def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, t
 
     out = run_cli(*worker_args(tmp_path, tiny_volume))
     assert out.returncode == 0, out.stdout + out.stderr
-    result = json.loads((tmp_path / "outbox" / "slow" / "result.json").read_text())
+    result = read_result(tmp_path / "outbox", "slow")
     assert result["status"] == "succeeded"
     assert list(claims.iterdir()) == []
     assert [p for p in (tmp_path / "processing").rglob("*") if p.is_file()] == []

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +19,23 @@ from processor.aws import S3Location
 from processor.bootstrap import BootstrapPlan, bootstrap
 from processor.storage.volume import Volume
 
-from aws_servers import Endpoint, unique_name
-from conftest import REPO, VOICE, manifest
-from fault_proxy import FaultProxy
+from tests.support import hostile as corpus
+from tests.support.aws import Endpoint, unique_name
+from tests.support.fault_proxy import FaultProxy
+from tests.support.manifests import manifest
+from tests.support.paths import VOICE
+from tests.support.results import (
+    RESULT,
+    object_exists,
+    object_versions,
+    read_result,
+    read_s3_result,
+    results_present,
+)
+from tests.support.waiting import wait_until
+from tests.support.workers import local_worker_args, log_says, run_cli, worker_env, worker_processes
+
+POLL_S = 0.5  # how often a scenario looks at the outbox or a log: each look lists a bucket
 
 
 @dataclass
@@ -50,94 +60,34 @@ def markdown_table(outcomes: list[Outcome]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-# --- workers ---------------------------------------------------------------------------------------
-
-
-def worker_env(endpoint_url: str, base: Endpoint, volume: Volume, tmp: Path, **extra: str) -> dict[str, str]:
-    env = {**base.env(), "AWS_ENDPOINT_URL": endpoint_url, "F5B_VOLUME": str(volume.root), "F5B_MODEL": "tiny",
-           "F5B_DEVICE": "cpu", "F5B_PROCESSING_DIR": str(tmp / "processing"), "F5B_S3_PATH_STYLE": "true",
-           "F5B_RECEIVE_WAIT_S": "1", "F5B_POLL_S": "0.3"}
-    return {**env, **extra}
-
-
-@contextmanager
-def workers(count: int, args: list[str], env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[str]]]:
-    """Start `count` workers; on exit stop them with SIGTERM (they release what they hold) and reap them."""
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = [subprocess.Popen([sys.executable, "-m", "processor", "run", *args], cwd=REPO, env=env,
-                              stdout=(logs / f"worker-{n}.log").open("w"), stderr=subprocess.STDOUT, text=True)
-             for n in range(count)]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def log_tails(folder: Path, lines: int = 40) -> str:
-    """The last lines of every worker log under `folder`: what a failed scenario shows."""
-    parts = []
-    for log in sorted(folder.rglob("worker-*.log")):
-        tail = log.read_text(errors="replace").splitlines()[-lines:]
-        parts.append(f"--- {log.relative_to(folder)}\n" + "\n".join(tail))
-    return "\n".join(parts)
-
-
-def wait_until(done: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.5)
-    return done()
-
-
 # --- counting what the outbox shows ----------------------------------------------------------------
 
 
-def object_versions(s3: Any, bucket: str, prefix: str = "") -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        for version in page.get("Versions", []):
-            found.setdefault(version["Key"], []).append(version)
-    return found
+def verdict(result: dict[str, Any] | None, want: str) -> str:
+    """What a consumer of the outbox sees for a job whose result should say `want` (a status or an error code):
+    "succeeded", "failed" (as expected) or "lost" (no result, or the wrong answer, which is as bad as none)."""
+    if result is not None and want == "succeeded" and result["status"] == "succeeded":
+        return "succeeded"
+    if result is not None and result["status"] == "failed" and result["error"]["code"] == want:
+        return "failed"
+    return "lost"
 
 
 def count_s3(s3: Any, bucket: str, prefix: str, expected: dict[str, str]) -> tuple[int, int, int, int]:
     """(succeeded, failed as expected, duplicates, lost) for job ids mapped to their expected status or code."""
     versions = object_versions(s3, bucket, prefix)
-    succeeded = failed = duplicates = lost = 0
+    verdicts: Counter[str] = Counter()
+    duplicates = 0
     for job, want in expected.items():
-        key = f"{prefix}{job}/result.json"
+        key = f"{prefix}{job}/{RESULT}"
         if key not in versions:
-            lost += 1
+            verdicts["lost"] += 1
             continue
         audio = [v for k, vs in versions.items() if k.startswith(f"{prefix}{job}/audio.") for v in vs]
         if len(versions[key]) > 1 or len({v["ETag"] for v in audio}) > 1:
             duplicates += 1  # a retried PUT of the same bytes is not visible to anyone; different bytes are
-        result = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        if want == "succeeded" and result["status"] == "succeeded":
-            succeeded += 1
-        elif result["status"] == "failed" and result["error"]["code"] == want:
-            failed += 1
-        else:
-            lost += 1  # the wrong answer is as bad as none
-    return succeeded, failed, duplicates, lost
-
-
-def results_present(s3: Any, bucket: str, prefix: str, jobs: list[str]) -> Callable[[], bool]:
-    def check() -> bool:
-        keys = {k for k in object_versions(s3, bucket, prefix) if k.endswith("/result.json")}
-        return all(f"{prefix}{job}/result.json" in keys for job in jobs)
-
-    return check
+        verdicts[verdict(read_s3_result(s3, bucket, job, prefix), want)] += 1
+    return verdicts["succeeded"], verdicts["failed"], duplicates, verdicts["lost"]
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -151,24 +101,31 @@ class QueueSetup:
     dlq_url: str
 
 
-def queue_setup(endpoint: Endpoint, visibility_s: int = 30) -> QueueSetup:
+def queue_setup(endpoint: Endpoint, visibility_s: int = 30, max_receive_count: int = 10) -> QueueSetup:
+    """Fresh buckets and a queue made by `bootstrap` (notification included), a versioned outbox (so a second
+    write shows), and the example voice in the inbox bucket."""
     s3, sqs = endpoint.client("s3"), endpoint.client("sqs")
     inbox, outbox = unique_name("in"), unique_name("out")
     made = bootstrap(BootstrapPlan(unique_name("jobs"), S3Location(inbox, "inbox/"), S3Location(outbox, ""),
-                                   create_buckets=True, max_receive_count=10, visibility_timeout_s=visibility_s),
+                                   create_buckets=True, max_receive_count=max_receive_count,
+                                   visibility_timeout_s=visibility_s),
                      s3, sqs)
     s3.put_bucket_versioning(Bucket=outbox, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=inbox, Key="voices/narrator.wav", Body=VOICE.read_bytes())
     return QueueSetup(inbox, outbox, made["queue_url"], made["dlq_url"])
 
 
+def put_manifests(s3: Any, bucket: str, bodies: dict[str, dict[str, Any]], prefix: str = "inbox/") -> list[str]:
+    """Each body as `<prefix><name>.json` in the bucket, as a producer drops it; returns the names."""
+    for name, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.json", Body=json.dumps(body).encode())
+    return list(bodies)
+
+
 def drop_jobs(endpoint: Endpoint, setup: QueueSetup, count: int, prefix: str = "job", **fields: Any) -> list[str]:
-    s3 = endpoint.client("s3")
     names = [f"{prefix}-{i:03d}" for i in range(count)]
-    for name in names:
-        body = manifest(f"Job {name}.", **{"nfe_step": 2, **fields})
-        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{name}.json", Body=json.dumps(body).encode())
-    return names
+    bodies = {name: manifest(f"Job {name}.", **{"nfe_step": 2, **fields}) for name in names}
+    return put_manifests(endpoint.client("s3"), setup.inbox, bodies)
 
 
 def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: float = 0.2,
@@ -183,8 +140,8 @@ def faults(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 100, rate: flo
                          F5B_LEASE_S="8", F5B_REDELIVERY_BASE_S="1", F5B_RETRY_INITIAL_S="0.2")
         args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox",
                 f"s3://{setup.outbox}/"]
-        with workers(worker_count, args, env, tmp / "logs"):
-            wait_until(results_present(s3, setup.outbox, "", names), timeout)
+        with worker_processes(worker_count, args, env, tmp / "logs"):
+            wait_until(results_present(s3, setup.outbox, "", names), timeout, POLL_S)
             proxy.set_rate(0)  # let the workers release and leave cleanly
         injected = sum(proxy.stats.faults_by_kind().values())
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
@@ -219,28 +176,20 @@ def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: in
     worker_environment = worker_env(moto.url, moto, volume, tmp, **env)
     args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
     for n in range(count):
-        with workers(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
-            wait_until(_log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120)
+        with worker_processes(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
+            wait_until(log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120, POLL_S)
             worker.send_signal(signum)
             worker.wait(60)
-    with workers(2, args, worker_environment, tmp / "finishers"):
+    with worker_processes(2, args, worker_environment, tmp / "finishers"):
         # Well inside pytest's 300 s: a job hidden for the whole visibility must show as lost, with the logs.
-        wait_until(results_present(s3, setup.outbox, "", names), 150)
+        wait_until(results_present(s3, setup.outbox, "", names), 150, POLL_S)
     succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
     return Outcome("", jobs, count, succeeded, failed, duplicates, lost)
 
 
-def _log_says(log: Path, text: str) -> Callable[[], bool]:
-    return lambda: log.exists() and text in log.read_text()
-
-
 def _drop_slow(endpoint: Endpoint, setup: QueueSetup, count: int, text: str) -> list[str]:
-    s3 = endpoint.client("s3")
-    names = [f"slow-{i:03d}" for i in range(count)]
-    for name in names:
-        s3.put_object(Bucket=setup.inbox, Key=f"inbox/{name}.json",
-                      Body=json.dumps(manifest(text, nfe_step=4, id=name)).encode())
-    return names
+    bodies = {name: manifest(text, nfe_step=4, id=name) for name in (f"slow-{i:03d}" for i in range(count))}
+    return put_manifests(endpoint.client("s3"), setup.inbox, bodies)
 
 
 def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
@@ -249,73 +198,35 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
     bucket = unique_name("b")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
-    names = [f"job-{i:03d}" for i in range(jobs)]
-    for name in names:
-        s3.put_object(Bucket=bucket, Key=f"inbox/{name}.json",
-                      Body=json.dumps(manifest(f"Job {name}.", nfe_step=2)).encode())
+    names = put_manifests(s3, bucket, {name: manifest(f"Job {name}.", nfe_step=2)
+                                       for name in (f"job-{i:03d}" for i in range(jobs))})
     env = worker_env(seaweed.url, seaweed, volume, tmp)
     args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
-    with workers(worker_count, args, env, tmp / "logs"):
-        wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300)
+    with worker_processes(worker_count, args, env, tmp / "logs"):
+        wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300, POLL_S)
     finished: dict[str, int] = {}
     for log in (tmp / "logs").glob("*.log"):
         for line in log.read_text().splitlines():
             if line.startswith("{") and (event := json.loads(line)).get("stage") == "finished":
                 finished[event["job"]] = finished.get(event["job"], 0) + 1
-    succeeded = sum(1 for n in names if _status(s3, bucket, n) == "succeeded")
+    succeeded = sum(1 for n in names if read_s3_result(s3, bucket, n, "outbox/")["status"] == "succeeded")
     duplicates = sum(1 for n in names if finished.get(n, 0) > 1)
     lost = sum(1 for n in names if not object_exists(s3, bucket, f"outbox/{n}/result.json"))
     return Outcome(f"S3 inbox leases on SeaweedFS ({worker_count} workers)", jobs, 0, succeeded, 0, duplicates, lost)
 
 
-def object_exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except Exception:
-        return False
-    return True
-
-
-def _status(s3: Any, bucket: str, job: str) -> str:
-    body = json.loads(s3.get_object(Bucket=bucket, Key=f"outbox/{job}/result.json")["Body"].read())
-    return str(body["status"])
-
-
 def hostile(volume: Volume, tmp: Path) -> Outcome:
-    """The hostile-input corpus of tests/test_hostile_input.py in one batch: each bad case must fail with its code."""
-    import test_hostile_input as corpus
-
-    from conftest import run_cli
-
-    inbox = tmp / "inbox"
-    corpus.make_voices(inbox / "voices")
-    (tmp / "outside.wav").write_bytes(corpus.NARRATOR)
-    for name, (body, _, _) in corpus.BAD.items():
-        corpus.write_body(inbox, name, corpus.absolutize(body, tmp))
+    """The hostile-input corpus (tests/support/hostile.py) in one batch: each bad case must fail with its code."""
+    inbox = corpus.write_batch(tmp)
+    run_cli(*local_worker_args(tmp, volume, "--once"), env=corpus.WORKER_ENV, timeout=600)
+    expected = corpus.expected()
     good = {**corpus.GOOD, **corpus.RAW_GOOD}
-    for name, body in good.items():
-        corpus.write_body(inbox, name, body)
-    run_cli("run", "--inbox", str(inbox), "--outbox", str(tmp / "outbox"), "--volume", str(volume.root),
-            "--model", "tiny", "--processing-dir", str(tmp / "processing"), "--once",
-            env={"F5B_VOICE_MAX_BYTES": str(corpus.MAX_VOICE_BYTES)}, timeout=600)
-    expected = {corpus.job_id(n): code for n, (_, code, _) in corpus.BAD.items()}
-    expected |= {corpus.job_id(n): "succeeded" for n in good}
-    succeeded = failed = lost = 0
-    for job, want in expected.items():
-        path = tmp / "outbox" / job / "result.json"
-        if not path.exists():
-            lost += 1
-            continue
-        result = json.loads(path.read_text())
-        if want == "succeeded" and result["status"] == "succeeded":
-            succeeded += 1
-        elif result["status"] == "failed" and result["error"]["code"] == want:
-            failed += 1
-        else:
-            lost += 1
-    stray = [p for p in (tmp / "outbox").rglob("*") if p.is_file() and p.parent.name not in expected]
+    outbox = tmp / "outbox"
+    verdicts = Counter(verdict(read_result(outbox, job) if (outbox / job / RESULT).exists() else None, want)
+                       for job, want in expected.items())
+    stray = [p for p in outbox.rglob("*") if p.is_file() and p.parent.name not in expected]
     assert not stray, f"files written outside the job folders: {stray}"
     done = list((inbox / ".done").glob("*.json"))
     duplicates = len(done) - len(expected)  # a manifest delivered twice leaves a second copy in .done
     return Outcome(f"hostile input ({len(corpus.BAD)} bad, {len(good)} good manifests)", len(expected), 0,
-                   succeeded, failed, duplicates, lost)
+                   verdicts["succeeded"], verdicts["failed"], duplicates, verdicts["lost"])

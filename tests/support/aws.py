@@ -1,10 +1,10 @@
 """Real S3 and SQS servers on loopback for the tests: moto (S3 + SQS) and SeaweedFS (S3 only).
 
-Load it as a pytest plugin (``pytest_plugins = ["aws_servers"]`` in the root conftest). Both servers run as
-separate processes speaking real HTTP, so the code under test, a child process and the AWS CLI all see the same
-wire behaviour a deployment sees: signatures, status codes, multipart, long polling. Two servers because neither
-is enough alone: moto has SQS and bucket notifications but is a simulation; SeaweedFS is a real object store but
-has no notifications and no SQS.
+Load it as a pytest plugin (``pytest_plugins = ["tests.support.aws"]``, as tests/conftest.py does). Both
+servers run as separate processes speaking real HTTP, so the code under test, a child process and the AWS CLI
+all see the same wire behaviour a deployment sees: signatures, status codes, multipart, long polling. Two
+servers because neither is enough alone: moto has SQS and bucket notifications but is a simulation; SeaweedFS
+is a real object store but has no notifications and no SQS.
 
 Fixtures:
     moto_endpoint     (session)  Endpoint of a moto server: S3, SQS and S3 -> SQS notifications.
@@ -43,6 +43,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from tests.support.waiting import wait_until
 
 __all__ = [
     "Endpoint",
@@ -212,13 +214,15 @@ def _wait_ready(
 ) -> float:
     """Poll `ready` until it holds; raise with the server's logs if it exits or times out. Returns seconds taken."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
+
+    def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode} during startup.\n{logs()}")
-        if ready():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer within {timeout_s:.0f} s.\n{logs()}")
+        return ready()
+
+    if not wait_until(up, timeout_s, interval=0.1):
+        raise RuntimeError(f"{what} did not answer within {timeout_s:.0f} s.\n{logs()}")
+    return time.monotonic() - start
 
 
 def _venv_tool(name: str) -> str | None:

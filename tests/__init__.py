@@ -1,0 +1,1 @@
+"""The test suite; its shared helpers are in `tests.support`."""
