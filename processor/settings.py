@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     aws_retry_total_s: float = Field(60.0, gt=0.0, description="Longest time spent retrying one S3/SQS call.")
     job_timeout_s: float = Field(1800.0, gt=0.0, description="A job still running after this long fails.")
     processing_min_free_bytes: int = Field(
-        256 * 2**20, ge=0, description="Free space the processing folder must have before a job downloads."
+        256 * 2**20, ge=0, description="Free space the processing folder needs before a job gets its scratch folder."
     )
     shutdown_grace_s: float = Field(
         25.0, ge=0.0, description="On SIGTERM, time to finish the job in hand before releasing it and exiting."
