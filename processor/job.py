@@ -56,7 +56,8 @@ def life(job: Job, ctx: Context) -> Life:
             speech = yield SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s())
             audio = finish_audio(job, manifest, speech, scratch)
             if ctx.outputs.finished(job.id):
-                return Skipped(job, "another worker finished this job first; its result stands", "duplicate")
+                return Skipped(job, "another worker finished this job first; its result stands", "duplicate",
+                               logging.WARNING)
             with job.timed("write"):
                 produced = ctx.outputs.write(job.id, audio)
             job.log.event("written", "audio written", key=produced["audio"], seconds=round(job.timings.write, 3))

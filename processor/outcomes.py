@@ -93,10 +93,11 @@ class Outcome:
 class Skipped(Outcome):
     why: str = "a result for this id exists already; not running it again"
     stage: str = "skipped"
+    level: int = logging.INFO
     metric = "skipped"
 
     def announce(self) -> None:
-        self.job.log.event(self.stage, self.why, logging.INFO if self.stage == "skipped" else logging.WARNING)
+        self.job.log.event(self.stage, self.why, self.level)
 
 
 @dataclass(frozen=True)

@@ -64,23 +64,21 @@ class Storage:
     voices: VoiceSource
 
 
-def check(settings: Settings) -> None:
-    """Refuse, before anything is made or loaded, an inbox or outbox of no supported kind."""
-    scheme_of(settings.inbox, "inbox")
-    scheme_of(settings.outbox, "outbox")
+def check(settings: Settings) -> tuple[Scheme, Scheme]:
+    """The inbox's and the outbox's rows; refuses, before anything is made or loaded, a location of no kind."""
+    return scheme_of(settings.inbox, "inbox"), scheme_of(settings.outbox, "outbox")
 
 
 def open_storage(settings: Settings, workdir: WorkDir) -> Storage:
-    check(settings)
+    inbox_scheme, outbox_scheme = check(settings)
     check_no_loop(settings)
     clients = Clients(settings)
-    inbox_scheme = scheme_of(settings.inbox, "inbox")
     inbox = QUEUE_INBOX if settings.queue else inbox_scheme.inbox
     # F5B_VOICE_BUCKETS names S3 buckets: voices come from S3 whatever the inbox is.
     voices = SCHEMES["s3"].voices if settings.voice_buckets else inbox_scheme.voices
     return Storage(
         inbox=inbox(settings.inbox, settings, clients, workdir),
-        outbox=scheme_of(settings.outbox, "outbox").outbox(settings.outbox, settings, clients, workdir),
+        outbox=outbox_scheme.outbox(settings.outbox, settings, clients, workdir),
         voices=voices(settings.inbox, settings, clients, workdir),
     )
 

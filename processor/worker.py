@@ -11,7 +11,7 @@ from pathlib import Path
 
 from processor.errors import F5BatchError
 from processor.health import HealthReporter, StatusServer
-from processor.job import Context, Job, Life, life
+from processor.job import Context, Job, life
 from processor.leases import HeldLease
 from processor.metrics import Metrics
 from processor.outcomes import Attempts, Origin, Outcome, Released
@@ -19,7 +19,7 @@ from processor.outputs import Outputs
 from processor.pipeline import Pipeline, Prefetch, Stages
 from processor.settings import Settings
 from processor.shutdown import Shutdown
-from processor.storage import Inbox, Outbox, VoiceSource
+from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, SynthesisRequest, Synthesizer
 from processor.voices import PreparedVoices, Voices
@@ -49,7 +49,7 @@ class Worker:
         taken: list[Job] = []
         settings = self.settings
         ctx = self._context()
-        stages = Stages(claim=partial(self._claim, once, shutdown, taken), live=partial(self._live, ctx),
+        stages = Stages(claim=partial(self._claim, once, shutdown, taken), live=partial(life, ctx=ctx),
                         synthesize=self._synthesize, end=partial(self._end, ctx), put_back=partial(self._put_back, ctx))
         prefetch = Prefetch(max(1, self.synthesizer.max_batch), settings.prefetch, settings.lease_s)
         pipeline = Pipeline(stages, shutdown, prefetch, settings.exit_when_idle_s)
@@ -91,34 +91,33 @@ class Worker:
         taken.extend(jobs)
         return jobs
 
-    def _live(self, ctx: Context, job: Job) -> Life:
-        return life(job, ctx)
-
     def _synthesize(self, requests: list[SynthesisRequest]) -> list[Speech | F5BatchError]:
         """One call to the synthesizer for all ready jobs; a job that fails fails alone."""
         started = time.monotonic()
-        try:
-            waves = self.synthesizer.synthesize_batch(requests)
-        except Exception as exc:  # a bug in the batch: every job of it fails alone
-            waves = [F5BatchError(f"unexpected error: {exc!r}")] * len(requests)
+        waves = self.synthesizer.synthesize_batch(requests)  # if it raises, the pipeline hands each job the error
         seconds = time.monotonic() - started
         rate = self.synthesizer.sample_rate
         return [wave if isinstance(wave, F5BatchError) else Speech(wave, rate, len(requests), started, seconds)
                 for wave in waves]
 
     def _end(self, ctx: Context, job: Job, outcome: Outcome) -> float | None:
-        """Settle the job's outcome: its record, then its lease, once. A number: run the job again after that long."""
+        """Settle the job's outcome, once. A number: run the job again after that long, the lease kept."""
+        again_s = outcome.again_after_s()
+        if again_s is None:
+            job.held.end(partial(self._settle, ctx, outcome))
+            return None
+        outcome.announce()
+        self.metrics.retried()
+        job.attempt += 1
+        return again_s
+
+    def _settle(self, ctx: Context, outcome: Outcome, lease: Lease) -> None:
+        """Under the lease's once-lock: nothing is said or counted for a lease the abandon released first."""
         outcome.announce()
         if outcome.retried:
             self.metrics.retried()
-        again_s = outcome.again_after_s()
-        if again_s is not None:
-            job.attempt += 1
-            return again_s
         outcome.count(self.metrics)
-        origin = Origin(model=self.synthesizer.model_name, worker=self.identity)
-        job.held.end(partial(outcome.settle, outputs=ctx.outputs, origin=origin))
-        return None
+        outcome.settle(lease, ctx.outputs, Origin(model=self.synthesizer.model_name, worker=self.identity))
 
     def _put_back(self, ctx: Context, job: Job) -> None:
         self._end(ctx, job, Released(job))
