@@ -94,6 +94,12 @@ class ManifestNotAllowed(PermanentError):
     meaning = "an event names a manifest outside the inbox bucket"
 
 
+class ManifestUnreadable(PermanentError):
+    code = "manifest_unreadable"
+    meaning = ("the inbox entry is not a regular file (a symbolic link, FIFO, socket or device) or cannot be "
+               "opened (permissions)")
+
+
 # --- the voice ----------------------------------------------------------------------------
 
 
@@ -155,6 +161,14 @@ class StorageUnavailable(TransientError):
     code = "storage_unavailable"
     meaning = "S3 or SQS kept failing (throttling, 5xx, resets, timeouts) on every attempt"
     retried_per_call = True
+
+
+class OutboxUnwritable(TransientError):
+    """The outbox cannot take a job's files: the job goes back to the inbox and the worker stops taking work."""
+
+    code = "outbox_unwritable"
+    meaning = "the outbox folder cannot be written (disk full, read-only, permissions): the job goes back to the inbox"
+    where = "log"
 
 
 class StorageError(PermanentError):
