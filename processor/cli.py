@@ -133,6 +133,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     reason = (f"idle for {settings.exit_when_idle_s:g} s" if worker.exited_idle
               else "stopped by signal" if shutdown.requested.is_set() else "inbox drained")
     logger.info(f"{reason}: {handled} manifest(s) handled", extra={"stage": "exit", "handled": handled})
+    if worker.trouble is not None:
+        logger.error(f"the worker stopped before its work was done: {worker.trouble}", extra={"stage": "exit"})
+        return EXIT_FAILED
     return EXIT_OK
 
 

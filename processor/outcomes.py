@@ -9,7 +9,8 @@
     TryAgain    a transient failure not retried per     none                kept: the worker runs the job again
                 call, and the worker tries again itself                     after a backoff
                 (folder, S3 inbox)
-    Released    claimed but not started at a stop       none                release at once
+    Released    claimed but not started at a stop (or   none                release at once
+                not to be run now: `why` says)
 """
 
 from __future__ import annotations
@@ -159,10 +160,11 @@ class TryAgain(Outcome):
 
 @dataclass(frozen=True)
 class Released(Outcome):
+    why: str = "the worker is stopping; the job goes back to the inbox for another worker"
     metric = "released"
 
     def announce(self) -> None:
-        self.job.log.event("released", "the worker is stopping; the job goes back to the inbox for another worker")
+        self.job.log.event("released", self.why)
 
     def end_lease(self, lease: Lease) -> None:
         lease.release()

@@ -136,6 +136,7 @@ class Pipeline(Generic[J]):
         self._again_lock = threading.Lock()
         self._batch_s = 0.0  # moving average of one synthesis call, 0 until the first one
         self.exited_idle = False
+        self.intake_error: Exception | None = None  # what stopped intake before the inbox was drained
         self.busy_since: float | None = None  # monotonic start of the synthesis call in progress
         shutdown.on_stop(self._put_back_unstarted)
 
@@ -171,7 +172,8 @@ class Pipeline(Generic[J]):
                     return
                 for job in jobs:
                     self._begin(job)
-        except Exception as exc:  # the jobs already held still finish; the worker then exits
+        except Exception as exc:  # the jobs already held still finish; the worker then exits, and says so
+            self.intake_error = exc
             logger.error(f"intake stopped: {exc!r}", extra={"stage": "intake"})
         finally:
             self._ready.put(None)

@@ -38,6 +38,7 @@ class Worker:
     metrics: Metrics = field(default_factory=Metrics)
     health_path: Path | None = None  # the file `f5-batch health` reads; None: not written
     exited_idle: bool = False
+    trouble: str | None = None  # why the worker stopped before its work was done: `run` exits non-zero
 
     @property
     def identity(self) -> str:
@@ -59,6 +60,8 @@ class Worker:
         finally:
             shutdown.cancel()
         self.exited_idle = pipeline.exited_idle
+        if pipeline.intake_error is not None:
+            self.trouble = f"intake stopped: {pipeline.intake_error!r}"
         return len(taken)
 
     def _context(self) -> Context:
