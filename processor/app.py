@@ -50,6 +50,7 @@ def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> 
         inbox=storage.inbox,
         outbox=storage.outbox,
         voices=storage.voices,
+        markers=storage.markers,
         synthesizer=synthesizer,
         workdir=workdir,
         settings=settings,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from processor.logs import logger
-from processor.storage import Lease
 
 
 class Heartbeat:
-    def __init__(self, lease: Lease, interval_s: float) -> None:
-        self.lease = lease
+    def __init__(self, name: str, extend: Callable[[], None], interval_s: float) -> None:
+        self.name = name
+        self.extend = extend
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
@@ -29,7 +30,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.lease.extend()
+                self.extend()
             except Exception as exc:  # a missed beat is logged; the write-once result still guards duplicates
-                logger.warning(f"could not extend the lease on {self.lease.name}: {exc}",
-                               extra={"stage": "heartbeat", "job": self.lease.name})
+                logger.warning(f"could not extend the lease on {self.name}: {exc}",
+                               extra={"stage": "heartbeat", "job": self.name})

@@ -22,9 +22,10 @@ from processor.errors import F5BatchError
 from processor.leases import HeldLease
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
-from processor.outcomes import Attempts, Failed, Outcome, Skipped, Succeeded
+from processor.outcomes import Attempts, Deferred, Failed, Outcome, Skipped, Succeeded
 from processor.outputs import Audio, Outputs
 from processor.results import Timings
+from processor.storage.markers import Busy, Markers
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, SynthesisRequest, check_deadline
 from processor.voices import Voices
@@ -37,6 +38,7 @@ class Context:
     """What every job's life uses: built once per run by the worker."""
 
     outputs: Outputs
+    markers: Markers  # in-progress markers in the outbox: one synthesis per job, however often it is delivered
     voices: Voices
     workdir: WorkDir
     attempts: Attempts
@@ -49,6 +51,8 @@ def life(job: Job, ctx: Context) -> Life:
         manifest = job.read_manifest()
         if ctx.outputs.finished(job.id):
             return Skipped(job)
+        if (busy := take_marker(job, ctx.markers)) is not None:
+            return Deferred.behind(job, busy)
         with ctx.workdir.scratch(job.id, ctx.min_free_bytes) as scratch:
             with job.timed("fetch"):
                 voice = ctx.voices.prepare(manifest, scratch)
@@ -67,6 +71,16 @@ def life(job: Job, ctx: Context) -> Life:
     except Exception as exc:  # a bug must fail this one job, never the worker or the queue
         job.log.event("error", "unexpected error", logging.ERROR, exception=repr(exc))
         return Failed(job, F5BatchError(f"unexpected error: {exc!r}"))
+
+
+def take_marker(job: Job, markers: Markers) -> Busy | None:
+    """The job's in-progress marker, kept with its lease (and across its attempts); who holds it, if another does."""
+    if job.held.marker is None:
+        taken = markers.take(job.id)
+        if isinstance(taken, Busy):
+            return taken
+        job.held.attach(taken)
+    return None
 
 
 def finish_audio(job: Job, manifest: Manifest, speech: Speech, scratch: Path) -> Audio:

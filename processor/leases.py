@@ -4,7 +4,8 @@ A lease ends exactly once, by whoever asks first: the job's outcome (ack,
 retry later, or release when it did not start) on the output thread, or the
 release when the worker must leave mid-job (`abandon`). The end runs under a
 lock, so an end under way (a result being written) is let finish rather than
-released on top.
+released on top. The job's in-progress marker, once taken, rides on the lease:
+the same heartbeat renews it, and it is dropped right after the lease's end.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import threading
 from collections.abc import Callable
 
 from processor.heartbeat import Heartbeat
+from processor.logs import logger
 from processor.shutdown import Shutdown
 from processor.storage import Lease
+from processor.storage.markers import Marker
 
 ABANDON_WAIT_S = 2.0  # at abandon, longest wait for a heartbeat in flight or an end under way
 
@@ -24,8 +27,9 @@ class HeldLease:
         self.lease = lease
         self._ending = threading.Lock()
         self._ended = False
+        self.marker: Marker | None = None
         self._unregister = shutdown.on_abandon(self.abandon)
-        self._heartbeat = Heartbeat(lease, heartbeat_s).start()
+        self._heartbeat = Heartbeat(lease.name, self._beat, heartbeat_s).start()
 
     @property
     def name(self) -> str:
@@ -34,6 +38,17 @@ class HeldLease:
     @property
     def body(self) -> bytes:
         return self.lease.body
+
+    def attach(self, marker: Marker) -> None:
+        """The job's in-progress marker: renewed with the lease from now on, dropped when it ends."""
+        self.marker = marker
+
+    def _beat(self) -> None:
+        try:
+            self.lease.extend()
+        finally:  # a lease that could not be extended this time still keeps its marker alive
+            if self.marker is not None:
+                self.marker.renew()
 
     def end(self, settle: Callable[[Lease], None]) -> None:
         """End the lease by the job's outcome; nothing happens if it has ended already."""
@@ -54,6 +69,18 @@ class HeldLease:
         try:
             if not self._ended:
                 self._ended = True
-                settle(self.lease)
+                try:
+                    settle(self.lease)
+                finally:
+                    self._drop_marker()
         finally:
             self._ending.release()
+
+    def _drop_marker(self) -> None:
+        if self.marker is None:
+            return
+        try:
+            self.marker.drop()
+        except Exception as exc:  # it expires on its own; a later delivery takes it over then
+            logger.warning(f"could not remove the in-progress marker of {self.marker.job_id}: {exc}",
+                           extra={"stage": "marker", "job": self.marker.job_id})

@@ -9,6 +9,8 @@
     TryAgain    a transient failure not retried per     none                kept: the worker runs the job again
                 call, and the worker tries again itself                     after a backoff
                 (folder, S3 inbox)
+    Deferred    another worker holds the job's live     none                kept: the worker looks again after
+                in-progress marker                                          a pause (no attempt is used)
     Released    claimed but not started at a stop (or   none                release at once
                 not to be run now: `why` says)
 """
@@ -28,6 +30,7 @@ from processor.manifest import printable
 from processor.metrics import Metrics
 from processor.results import ErrorInfo, Result, Timings
 from processor.storage import Lease
+from processor.storage.markers import Busy
 
 if TYPE_CHECKING:
     from processor.job import Job
@@ -156,6 +159,29 @@ class TryAgain(Outcome):
     def announce(self) -> None:
         self.job.log.event("retry", f"transient failure, retrying: {self.error.message}", logging.WARNING,
                            attempt=self.job.attempt, code=self.error.code)
+
+
+DEFER_MIN_S, DEFER_MAX_S = 0.5, 5.0  # how soon a deferred job looks again: soon after the other worker's end
+
+
+@dataclass(frozen=True)
+class Deferred(Outcome):
+    busy: Busy
+    delay_s: float
+    metric = "deferred"
+
+    @classmethod
+    def behind(cls, job: Job, busy: Busy) -> Deferred:
+        """Look again when the marker would expire unless renewed, but at least every DEFER_MAX_S."""
+        return cls(job, busy, min(DEFER_MAX_S, max(DEFER_MIN_S, busy.seconds_left())) * random.uniform(0.8, 1.0))
+
+    def again_after_s(self) -> float:
+        return self.delay_s
+
+    def announce(self) -> None:
+        self.job.log.event("deferred", f"another worker ({self.busy.worker}) is running this job; looking again "
+                           f"in {self.delay_s:.1f} s", worker=self.busy.worker,
+                           marker_s=round(self.busy.seconds_left(), 1))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from processor.errors import InvalidConfiguration
 from processor.settings import Settings
 from processor.storage import Inbox, Outbox, VoiceSource
 from processor.storage.local import LocalInbox, LocalOutbox, LocalVoices
+from processor.storage.markers import LocalMarkers, Markers, S3Markers
 from processor.storage.s3 import S3Outbox, S3Voices
 from processor.storage.s3_inbox import S3Inbox
 from processor.storage.sqs import SqsInbox
@@ -33,12 +34,13 @@ class Scheme:
     inbox: Opener
     outbox: Opener
     voices: Opener  # where the voices of an inbox of this kind come from
+    markers: Opener  # in-progress markers, beside the results in an outbox of this kind
 
 
 FOLDER = ""
 SCHEMES: dict[str, Scheme] = {
-    FOLDER: Scheme("a folder path", LocalInbox.open, LocalOutbox.open, LocalVoices.open),
-    "s3": Scheme("s3://bucket/prefix/", S3Inbox.open, S3Outbox.open, S3Voices.open),
+    FOLDER: Scheme("a folder path", LocalInbox.open, LocalOutbox.open, LocalVoices.open, LocalMarkers.open),
+    "s3": Scheme("s3://bucket/prefix/", S3Inbox.open, S3Outbox.open, S3Voices.open, S3Markers.open),
 }
 QUEUE_INBOX: Opener = SqsInbox.open  # --queue: the queue hands out jobs; the inbox still says where voices are
 
@@ -62,6 +64,7 @@ class Storage:
     inbox: Inbox
     outbox: Outbox
     voices: VoiceSource
+    markers: Markers
 
 
 def check(settings: Settings) -> tuple[Scheme, Scheme]:
@@ -80,6 +83,7 @@ def open_storage(settings: Settings, workdir: WorkDir) -> Storage:
         inbox=inbox(settings.inbox, settings, clients, workdir),
         outbox=outbox_scheme.outbox(settings.outbox, settings, clients, workdir),
         voices=voices(settings.inbox, settings, clients, workdir),
+        markers=outbox_scheme.markers(settings.outbox, settings, clients, workdir),
     )
 
 

@@ -20,6 +20,7 @@ from processor.pipeline import Pipeline, Prefetch, Stages
 from processor.settings import Settings
 from processor.shutdown import Shutdown
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
+from processor.storage.markers import Markers
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, SynthesisRequest, Synthesizer
 from processor.voices import PreparedVoices, Voices
@@ -30,6 +31,7 @@ class Worker:
     inbox: Inbox
     outbox: Outbox
     voices: VoiceSource
+    markers: Markers
     synthesizer: Synthesizer
     workdir: WorkDir
     settings: Settings
@@ -65,8 +67,8 @@ class Worker:
         return len(taken)
 
     def _context(self) -> Context:
-        return Context(outputs=Outputs(self.outbox), voices=Voices(self.voices, self.prepared), workdir=self.workdir,
-                       attempts=Attempts.from_settings(self.settings),
+        return Context(outputs=Outputs(self.outbox), markers=self.markers, voices=Voices(self.voices, self.prepared),
+                       workdir=self.workdir, attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 
     def _reporting(self, pipeline: Pipeline[Job]) -> contextlib.ExitStack:
@@ -110,8 +112,9 @@ class Worker:
             job.held.end(partial(self._settle, ctx, outcome))
             return None
         outcome.announce()
-        self.metrics.retried()
-        job.attempt += 1
+        if outcome.retried:  # a deferral behind another worker uses no attempt
+            self.metrics.retried()
+            job.attempt += 1
         return again_s
 
     def _settle(self, ctx: Context, outcome: Outcome, lease: Lease) -> None:

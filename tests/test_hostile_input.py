@@ -239,6 +239,7 @@ class NoSynthesizer:
 
 def test_a_manifest_file_name_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
     from processor.storage.local import LocalInbox, LocalOutbox
+    from processor.storage.markers import LocalMarkers
     from processor.storage.workdir import WorkDir
     from processor.worker import Worker
 
@@ -249,7 +250,8 @@ def test_a_manifest_file_name_that_is_not_utf8_fails_alone(tmp_path: Path) -> No
     settings = Settings(inbox=str(inbox), outbox=str(tmp_path / "outbox"), processing_dir=tmp_path / "work")
     worker = Worker(inbox=LocalInbox(inbox, stale_after_s=settings.claim_stale_s, settle_s=0),
                     outbox=LocalOutbox(tmp_path / "outbox"),
-                    voices=LocalVoices(inbox, max_bytes=settings.voice_max_bytes), synthesizer=NoSynthesizer(),
+                    voices=LocalVoices(inbox, max_bytes=settings.voice_max_bytes),
+                    markers=LocalMarkers(tmp_path / "outbox", "test", ttl_s=60), synthesizer=NoSynthesizer(),
                     workdir=WorkDir(tmp_path / "work"), settings=settings)
     assert worker.run(once=True) == 1
     [data] = all_results(tmp_path / "outbox").values()

@@ -47,12 +47,16 @@ class Outcome:
     failed_as_expected: int
     duplicates: int
     lost: int
+    syntheses: int | None = None  # synthesis calls made for the jobs, where the scenario counts them
+    deferred: int = 0  # deliveries that found another worker's live in-progress marker
 
-    HEADER = ("scenario", "jobs", "faults injected", "succeeded", "failed as expected", "duplicates", "lost")
+    HEADER = ("scenario", "jobs", "faults injected", "succeeded", "failed as expected", "duplicates", "lost",
+              "syntheses")
 
     def cells(self) -> tuple[str, ...]:
         return (self.scenario, *(str(v) for v in (self.jobs, self.faults, self.succeeded,
-                                                  self.failed_as_expected, self.duplicates, self.lost)))
+                                                  self.failed_as_expected, self.duplicates, self.lost)),
+                "–" if self.syntheses is None else str(self.syntheses))
 
 
 def markdown_table(outcomes: list[Outcome]) -> str:
@@ -192,6 +196,46 @@ def _drop_slow(endpoint: Endpoint, setup: QueueSetup, count: int, text: str) -> 
     return put_manifests(endpoint.client("s3"), setup.inbox, bodies)
 
 
+def duplicate_deliveries(moto: Endpoint, volume: Volume, tmp: Path, jobs: int = 20, worker_count: int = 3,
+                         timeout: float = 300) -> Outcome:
+    """Every manifest's S3 event delivered twice, the copies side by side in the queue (SQS delivers at least once,
+    and S3 may notify twice): each job must be synthesized once, not once per delivery."""
+    setup = queue_setup(moto, visibility_s=30)
+    s3, sqs = moto.client("s3"), moto.client("sqs")
+    names = [f"dup-{i:03d}" for i in range(jobs)]
+    for name in names:
+        put_manifests(s3, setup.inbox, {name: manifest(f"Job {name}, delivered twice.", nfe_step=4)})
+        sqs.send_message(QueueUrl=setup.queue_url, MessageBody=json.dumps(_created_event(setup.inbox, name)))
+    env = worker_env(moto.url, moto, volume, tmp, F5B_LEASE_S="30")
+    args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
+    with worker_processes(worker_count, args, env, tmp / "logs"):
+        wait_until(results_present(s3, setup.outbox, "", names), timeout, POLL_S)
+        # The second copies are still to be received, or waiting behind a marker: until they end, nothing is done.
+        wait_until(lambda: _queue_empty(sqs, setup.queue_url), 120, POLL_S)
+    stages = Counter(event["stage"] for event in log_events(tmp / "logs") if event.get("job") in names)
+    succeeded, failed, duplicates, lost = count_s3(s3, setup.outbox, "", dict.fromkeys(names, "succeeded"))
+    return Outcome(f"every event delivered twice ({worker_count} workers)", jobs, jobs, succeeded, failed,
+                   duplicates, lost, syntheses=stages["synthesized"], deferred=stages["deferred"])
+
+
+def _created_event(bucket: str, name: str) -> dict[str, Any]:
+    """The S3 event notification for a new manifest, as S3 sends it."""
+    return {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                         "s3": {"bucket": {"name": bucket}, "object": {"key": f"inbox/{name}.json"}}}]}
+
+
+def _queue_empty(sqs: Any, queue_url: str) -> bool:
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 0
+
+
+def log_events(folder: Path) -> list[dict[str, Any]]:
+    """Every JSON log line the workers under `folder` wrote."""
+    return [json.loads(line) for log in sorted(folder.glob("*.log"))
+            for line in log.read_text().splitlines() if line.startswith("{")]
+
+
 def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
     """Several workers scanning one S3 inbox on SeaweedFS, claiming by conditional writes."""
     s3 = seaweed.client("s3")
@@ -204,11 +248,7 @@ def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30
     args = ["--inbox", f"s3://{bucket}/inbox/", "--outbox", f"s3://{bucket}/outbox/"]
     with worker_processes(worker_count, args, env, tmp / "logs"):
         wait_until(lambda: all(object_exists(s3, bucket, f"outbox/{n}/result.json") for n in names), 300, POLL_S)
-    finished: dict[str, int] = {}
-    for log in (tmp / "logs").glob("*.log"):
-        for line in log.read_text().splitlines():
-            if line.startswith("{") and (event := json.loads(line)).get("stage") == "finished":
-                finished[event["job"]] = finished.get(event["job"], 0) + 1
+    finished = Counter(event["job"] for event in log_events(tmp / "logs") if event.get("stage") == "finished")
     succeeded = sum(1 for n in names if read_s3_result(s3, bucket, n, "outbox/")["status"] == "succeeded")
     duplicates = sum(1 for n in names if finished.get(n, 0) > 1)
     lost = sum(1 for n in names if not object_exists(s3, bucket, f"outbox/{n}/result.json"))
