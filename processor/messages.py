@@ -7,6 +7,12 @@ producer. `parse_message` turns each into a list of jobs. It is pure (no network
 clock), so every shape is tested without AWS, and the manifest itself is validated later
 by `processor.manifest.parse_manifest`, not here.
 
+Records are isolated, as in Powertools' partial batch failure: a malformed record of an
+S3 event is an `InvalidRecord` job of its own (it fails as `invalid_message`), and the
+message's other records still run. Only a body that cannot be read as a whole (not JSON,
+Records not a non-empty list, a broken SNS envelope or EventBridge event) raises
+`InvalidMessage` for the message.
+
 How a body is told apart: a JSON object holding one of the keys `Records` (S3 event),
 `Type` (SNS envelope), `detail-type` (EventBridge) or `Event` (S3 test event) is an
 event and must be well formed; any other JSON object is an inline manifest. None of
@@ -25,7 +31,7 @@ from urllib.parse import unquote_plus
 from processor.errors import InvalidMessage
 from processor.manifest import MAX_MANIFEST_BYTES
 
-__all__ = ["InlineManifest", "InvalidMessage", "Job", "ObjectRef", "parse_message"]
+__all__ = ["InlineManifest", "InvalidMessage", "InvalidRecord", "Job", "ObjectRef", "parse_message"]
 
 _SHOWN_CHARS = 60  # how much of any value taken from the body an error message may echo
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -51,7 +57,22 @@ class InlineManifest:
     body: bytes
 
 
-Job: TypeAlias = "ObjectRef | InlineManifest"
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A malformed record of an S3 event: it fails alone, as `invalid_message`.
+
+    `index` is its place in Records (skipped records count too), so each bad record of a
+    message gets a result of its own, under the same name on every delivery.
+    """
+
+    index: int
+    reason: str
+
+    def error(self) -> InvalidMessage:
+        return InvalidMessage(self.reason)
+
+
+Job: TypeAlias = "ObjectRef | InlineManifest | InvalidRecord"
 
 _JsonObject: TypeAlias = "dict[str, object]"
 
@@ -60,7 +81,8 @@ def parse_message(body: str) -> list[Job]:
     """The jobs one SQS message body asks for; `[]` means nothing to do, delete the message.
 
     Raises `InvalidMessage` for a body that is not a JSON object, is over
-    MAX_MANIFEST_BYTES, or is shaped like an event but malformed.
+    MAX_MANIFEST_BYTES, or is shaped like an event but malformed as a whole; a malformed
+    record of an S3 event is an `InvalidRecord` among the jobs instead.
     """
     data = _load_object(body, "message body")
     return _dispatch(data, body, in_envelope=False)
@@ -99,7 +121,7 @@ def _dispatch(data: _JsonObject, text: str, *, in_envelope: bool) -> list[Job]:
 
 
 def _s3_event(data: _JsonObject) -> list[Job]:
-    """S3 event notification: every ObjectCreated record is a job; other events are skipped."""
+    """S3 event notification: every ObjectCreated record is a job, a malformed one too; other events are skipped."""
     records = data["Records"]
     if not isinstance(records, list):
         raise InvalidMessage(f"S3 event Records must be a list, not {_json_type(records)}")
@@ -107,7 +129,10 @@ def _s3_event(data: _JsonObject) -> list[Job]:
         raise InvalidMessage("S3 event Records is empty")
     jobs: list[Job] = []
     for index, record in enumerate(records):
-        job = _s3_record(record, f"Records[{index}]")
+        try:
+            job: Job | None = _s3_record(record, f"Records[{index}]")
+        except InvalidMessage as exc:
+            job = InvalidRecord(index, str(exc))
         if job is not None:
             jobs.append(job)
     return jobs

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from processor.errors import InvalidManifest, PermanentError
 from processor.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
+from processor.messages import InlineManifest, InvalidMessage, InvalidRecord, ObjectRef, parse_message
 
 from tests.support.manifests import manifest
 
@@ -36,7 +36,7 @@ def record(key: str, *, event: str = "ObjectCreated:Put", version: str = "2.1", 
     }
 
 
-def s3_event(*records: dict[str, Any]) -> str:
+def s3_event(*records: Any) -> str:
     return json.dumps({"Records": list(records)})
 
 
@@ -140,6 +140,52 @@ def test_etag_size_and_time_are_optional() -> None:
     assert parse_message(s3_event(bare)) == [ObjectRef(BUCKET, "k.json", None, None, None)]
 
 
+# --- one record at a time -----------------------------------------------------------------------
+
+
+def broken(key: str, **fields: Any) -> dict[str, Any]:
+    """A record for `key` with `fields` replaced: malformed wherever a field is."""
+    return {**record(key), **fields}
+
+
+def test_a_malformed_record_is_a_job_of_its_own_and_the_others_still_run() -> None:
+    """Finding 4 of issue 11: one bad record in ten used to turn the whole message into one invalid_message."""
+    records = [record(f"inbox/{i}.json") for i in range(10)]
+    records[4] = broken("inbox/4.json", eventSource="minio:s3")
+    jobs = parse_message(s3_event(*records))
+    assert jobs[:4] + jobs[5:] == [ref(f"inbox/{i}.json") for i in range(10) if i != 4]
+    assert jobs[4] == InvalidRecord(4, "Records[4].eventSource is 'minio:s3'; only 'aws:s3' is understood")
+
+
+def test_each_bad_record_is_named_by_its_place_in_records() -> None:
+    """Skipped records keep their places, so a bad record's index (its result's name) is the same on every
+    delivery, and two bad records of one message never share a name."""
+    body = s3_event(record("inbox/gone.json", event="ObjectRemoved:Delete"), broken("inbox/a.json", eventVersion="3.0"),
+                    record("inbox/ok.json"), record("50%off.json"))
+    assert parse_message(body) == [
+        InvalidRecord(1, "Records[1].eventVersion is '3.0'; only major version 2 is understood"),
+        ref("inbox/ok.json"),
+        InvalidRecord(3, "Records[3].s3.object.key is not valid URL encoding ('%' at 2): '50%off.json'"),
+    ]
+    twice = broken("inbox/k.json", s3="x")
+    assert parse_message(s3_event(twice, twice)) == [
+        InvalidRecord(i, f"Records[{i}]: s3 must be an object, not string") for i in range(2)
+    ]
+
+
+def test_records_are_isolated_inside_an_sns_envelope_too() -> None:
+    body = sns(s3_event(record("inbox/a.json"), "x", record("inbox/b.json")))
+    assert parse_message(body) == [ref("inbox/a.json"), InvalidRecord(1, "Records[1] must be an object, not string"),
+                                   ref("inbox/b.json")]
+
+
+def test_a_broken_envelope_is_still_one_invalid_message() -> None:
+    """What cannot be split into records stays one failure for the message."""
+    for body in ('{"Records": "x"}', '{"Records": []}', sns("{not json"), sns(sns(s3_event(record("k.json"))))):
+        with pytest.raises(InvalidMessage):
+            parse_message(body)
+
+
 def test_sns_envelope_with_an_s3_event() -> None:
     assert parse_message(sns(s3_event(record("inbox/a+b.json")))) == [ref("inbox/a b.json")]
 
@@ -221,7 +267,8 @@ def eventbridge_mutated(change: Any) -> str:
     return json.dumps(body)
 
 
-ERRORS = [
+# A body that cannot be read as a whole: one invalid_message for the message.
+MESSAGE_ERRORS = [
     ("not json", "not valid JSON"),
     ("", "not valid JSON"),
     ('{"Records": [', "not valid JSON"),
@@ -234,6 +281,38 @@ ERRORS = [
     ('{"text": "\ud800"}', "not valid Unicode"),
     ('{"Records": {}}', "Records must be a list, not object"),
     ('{"Records": []}', "Records is empty"),
+    (json.dumps({"Type": "SubscriptionConfirmation", "Message": "x"}), "Type 'SubscriptionConfirmation' is not a job"),
+    (json.dumps({"Type": "Notification"}), "Message must be a string, not null"),
+    (json.dumps({"Type": "Notification", "Message": {"Records": []}}), "Message must be a string, not object"),
+    (sns("not json"), "SNS Message is not valid JSON"),
+    (sns("[1]"), "SNS Message must be a JSON object"),
+    (sns(sns(TEST_EVENT)), "SNS envelope"),
+    (sns(s3_event()), "Records is empty"),
+    (eventbridge_mutated(lambda e: e.update(source="aws.ec2")), "source is 'aws.ec2'"),
+    (eventbridge_mutated(lambda e: e.update({"detail-type": 1})), "detail-type must be a string"),
+    (eventbridge_mutated(lambda e: e.pop("detail")), "detail.object.key is missing"),
+    (eventbridge_mutated(lambda e: e["detail"]["bucket"].pop("name")), "detail.bucket.name is missing"),
+    (eventbridge_mutated(lambda e: e["detail"]["object"].update(key="")), "detail.object.key is empty"),
+    (eventbridge_mutated(lambda e: e["detail"].update({"event-version": "2.0"})), "only major version 1"),
+    (json.dumps({"Service": "Amazon S3", "Event": "s3:Other"}), "only 's3:TestEvent'"),
+]
+
+
+def ids(cases: list[tuple[str, str]]) -> list[str]:
+    return [f"{i}-{e[:30]}" for i, (_, e) in enumerate(cases)]
+
+
+@pytest.mark.parametrize(("body", "expected"), MESSAGE_ERRORS, ids=ids(MESSAGE_ERRORS))
+def test_malformed_messages_are_invalid_message(body: str, expected: str) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(body)
+    assert expected in str(caught.value)
+    assert isinstance(caught.value, PermanentError)
+    assert caught.value.code == "invalid_message"
+
+
+# One malformed record (here the only one): an InvalidRecord job of its own, not an error for the message.
+RECORD_ERRORS = [
     ('{"Records": ["x"]}', "Records[0] must be an object, not string"),
     (mutated(lambda r: r.pop("eventSource")), "eventSource is missing"),
     (mutated(lambda r: r.update(eventSource="minio:s3")), "eventSource is 'minio:s3'"),
@@ -257,30 +336,17 @@ ERRORS = [
     (mutated(lambda r: r["s3"]["object"].update(size=-1)), "size must be a whole number of bytes"),
     (mutated(lambda r: r["s3"]["object"].update(size=True)), "size must be a whole number of bytes"),
     (mutated(lambda r: r["s3"]["object"].update(eTag=1)), "eTag must be a string"),
-    (json.dumps({"Type": "SubscriptionConfirmation", "Message": "x"}), "Type 'SubscriptionConfirmation' is not a job"),
-    (json.dumps({"Type": "Notification"}), "Message must be a string, not null"),
-    (json.dumps({"Type": "Notification", "Message": {"Records": []}}), "Message must be a string, not object"),
-    (sns("not json"), "SNS Message is not valid JSON"),
-    (sns("[1]"), "SNS Message must be a JSON object"),
-    (sns(sns(TEST_EVENT)), "SNS envelope"),
-    (sns(s3_event()), "Records is empty"),
-    (eventbridge_mutated(lambda e: e.update(source="aws.ec2")), "source is 'aws.ec2'"),
-    (eventbridge_mutated(lambda e: e.update({"detail-type": 1})), "detail-type must be a string"),
-    (eventbridge_mutated(lambda e: e.pop("detail")), "detail.object.key is missing"),
-    (eventbridge_mutated(lambda e: e["detail"]["bucket"].pop("name")), "detail.bucket.name is missing"),
-    (eventbridge_mutated(lambda e: e["detail"]["object"].update(key="")), "detail.object.key is empty"),
-    (eventbridge_mutated(lambda e: e["detail"].update({"event-version": "2.0"})), "only major version 1"),
-    (json.dumps({"Service": "Amazon S3", "Event": "s3:Other"}), "only 's3:TestEvent'"),
 ]
 
 
-@pytest.mark.parametrize(("body", "expected"), ERRORS, ids=[f"{i}-{e[:30]}" for i, (_, e) in enumerate(ERRORS)])
-def test_malformed_messages_are_invalid_message(body: str, expected: str) -> None:
-    with pytest.raises(InvalidMessage) as caught:
-        parse_message(body)
-    assert expected in str(caught.value)
-    assert isinstance(caught.value, PermanentError)
-    assert caught.value.code == "invalid_message"
+@pytest.mark.parametrize(("body", "expected"), RECORD_ERRORS, ids=ids(RECORD_ERRORS))
+def test_malformed_records_are_invalid_records(body: str, expected: str) -> None:
+    [job] = parse_message(body)
+    assert isinstance(job, InvalidRecord) and job.index == 0
+    assert expected in job.reason and job.reason.startswith("Records[0]")
+    error = job.error()
+    assert isinstance(error, PermanentError) and error.code == "invalid_message"
+    assert str(error) == job.reason
 
 
 def test_a_body_over_the_limit_is_rejected_before_parsing() -> None:
@@ -307,9 +373,17 @@ def test_a_body_over_the_limit_is_rejected_before_parsing() -> None:
     ],
 )
 def test_errors_echo_at_most_a_short_excerpt(body: str) -> None:
-    with pytest.raises(InvalidMessage) as caught:
-        parse_message(body)
-    assert len(str(caught.value)) < 250
+    assert len(reason_of(body)) < 250
+
+
+def reason_of(body: str) -> str:
+    """Why the message, or its only record, is invalid."""
+    try:
+        [job] = parse_message(body)
+    except InvalidMessage as exc:
+        return str(exc)
+    assert isinstance(job, InvalidRecord)
+    return job.reason
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -386,6 +460,7 @@ fuzzy_bodies = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(fuzzy_bodies)
 def test_any_body_gives_jobs_or_invalid_message(body: str) -> None:
+    """Every body is jobs (a malformed record among them as an InvalidRecord) or one InvalidMessage."""
     try:
         jobs = parse_message(body)
     except InvalidMessage as exc:
@@ -393,7 +468,10 @@ def test_any_body_gives_jobs_or_invalid_message(body: str) -> None:
         assert len(str(exc)) < 1000
         return
     assert isinstance(jobs, list)
-    assert all(isinstance(job, (ObjectRef, InlineManifest)) for job in jobs)
+    assert all(isinstance(job, (ObjectRef, InlineManifest, InvalidRecord)) for job in jobs)
+    bad = [job for job in jobs if isinstance(job, InvalidRecord)]
+    assert all(len(job.reason) < 1000 for job in bad)
+    assert len({job.index for job in bad}) == len(bad), "each bad record has a name of its own"
 
 
 keys = st.text(

@@ -28,6 +28,7 @@ from tests.support.inboxes import take_all
 from tests.support.manifests import manifest
 from tests.support.paths import REPO, VOICE
 from tests.support.results import read_result, s3_results
+from tests.support.workers import run_cli, worker_env
 
 SECRET = "f5b-SENTINEL-secret-key-0123456789"  # moto does not check signatures; this must never be printed
 FAST_RETRY = CallRetry(max_attempts=3, initial_s=0.05, max_s=0.2, total_s=5)
@@ -259,6 +260,44 @@ def test_malformed_event_fails_its_job_by_message_id(aws_env: Endpoint, tmp_path
     assert worker.run(once=True) == 1
     result = s3_results(aws_env.client("s3"), name)[message_id]
     assert (result["status"], result["error"]["code"]) == ("failed", "invalid_message")
+
+
+def test_a_malformed_record_fails_alone_and_the_others_run(moto_endpoint: Endpoint, tmp_path: Path,
+                                                          tiny_volume: Volume) -> None:
+    """Records are isolated, as in Powertools' partial batch failure: an S3 event of ten records, the one at
+    index 6 malformed, and an SNS-wrapped one of three, two malformed. Each good record runs, each bad one
+    fails alone under `<message id>.<index>`, and both messages are deleted once all their jobs have ended."""
+    name = bucket(moto_endpoint)
+    s3, sqs = moto_endpoint.client("s3"), moto_endpoint.client("sqs")
+    put_voice(s3, name)
+    for i in range(11):
+        s3.put_object(Bucket=name, Key=f"in/rec-{i}.json", Body=json.dumps(manifest(f"Record {i}.", nfe_step=2)))
+    records = [s3_event(name, f"in/rec-{i}.json")["Records"][0] for i in range(11)]
+    records[6]["eventSource"] = "minio:s3"
+    bad_key, bad_version = s3_event(name, "in/rec-0.json")["Records"][0], s3_event(name, "in/rec-1.json")["Records"][0]
+    bad_key["s3"]["object"]["key"] = "in/50%off.json"  # a '%' that S3 would have sent as %25
+    bad_version["eventVersion"] = "3.0"
+    queue = sqs.create_queue(QueueName=unique_name("q"))["QueueUrl"]
+    plain = sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": records[:10]}))["MessageId"]
+    envelope = {"Type": "Notification", "MessageId": "x",
+                "Message": json.dumps({"Records": [records[10], bad_key, bad_version]})}
+    wrapped = sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(envelope))["MessageId"]
+
+    out = run_cli("run", "--queue", queue, "--inbox", f"s3://{name}/in/", "--outbox", f"s3://{name}/out/", "--once",
+                  env=worker_env(moto_endpoint.url, moto_endpoint, tiny_volume, tmp_path))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    found = s3_results(s3, name, "out/")
+    good = {f"rec-{i}" for i in range(11) if i != 6}
+    assert {job for job, result in found.items() if result["status"] == "succeeded"} == good
+    bad = {f"{plain}.6": "Records[6].eventSource is 'minio:s3'", f"{wrapped}.1": "not valid URL encoding",
+           f"{wrapped}.2": "Records[2].eventVersion is '3.0'"}
+    assert set(found) == good | set(bad), "one result per record, none for a message as a whole"
+    for job, fragment in bad.items():
+        assert (found[job]["status"], found[job]["error"]["code"]) == ("failed", "invalid_message")
+        assert fragment in found[job]["error"]["message"]
+        assert found[job]["manifest"] == job
+    attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 def test_transient_failures_are_redelivered_then_failed_on_the_last_receive(

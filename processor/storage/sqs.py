@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from processor.aws import MAX_RECEIVE_BATCH, MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S, S3Location
 from processor.errors import ManifestNotAllowed
 from processor.logs import logger
-from processor.messages import InlineManifest, InvalidMessage, ObjectRef, parse_message
+from processor.messages import InlineManifest, InvalidMessage, InvalidRecord, Job, ObjectRef, parse_message
 from processor.retries import CallRetry, error_code
 from processor.storage.s3 import read_manifest, storage_error
 
@@ -63,13 +63,17 @@ class Message:
 @dataclass
 class SqsLease:
     message: Message
-    job: ObjectRef | InlineManifest | InvalidMessage
+    job: Job | InvalidMessage
     _body: bytes | None = None
 
     @property
     def name(self) -> str:
+        """What the job's result is named by before its manifest is read: the key's name, or the message id
+        (with the record's index for a malformed record, so two bad records of one message never share one)."""
         if isinstance(self.job, ObjectRef):
             return PurePosixPath(self.job.key).name.removesuffix(".json")
+        if isinstance(self.job, InvalidRecord):
+            return f"{self.message.message_id}.{self.job.index}"
         return self.message.message_id
 
     @property
@@ -171,7 +175,7 @@ class SqsInbox:
 
     def _leases_of(self, raw: dict[str, Any]) -> list[SqsLease]:
         message = self._message(raw)
-        jobs: list[ObjectRef | InlineManifest | InvalidMessage]
+        jobs: list[Job | InvalidMessage]
         try:
             jobs = list(parse_message(raw.get("Body", "")))
         except InvalidMessage as exc:
@@ -189,9 +193,11 @@ class SqsInbox:
                                                  AttributeNames=["ApproximateNumberOfMessages"])
         return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 
-    def read_body(self, job: ObjectRef | InlineManifest | InvalidMessage) -> bytes:
+    def read_body(self, job: Job | InvalidMessage) -> bytes:
         if isinstance(job, InvalidMessage):
             raise job
+        if isinstance(job, InvalidRecord):
+            raise job.error()
         if isinstance(job, InlineManifest):
             return job.body
         if self.manifest_buckets is not None and job.bucket not in self.manifest_buckets:
