@@ -81,7 +81,8 @@ class InvalidMessage(PermanentError):
     """A queue message the worker does not understand: retrying it cannot help."""
 
     code = "invalid_message"
-    meaning = "a queue message that is neither a manifest nor an S3/SNS/EventBridge event"
+    meaning = ("a queue message, or one record of an S3 event, that is neither a manifest nor a "
+               "well-formed S3/SNS/EventBridge event")
 
 
 class ManifestNotFound(PermanentError):
