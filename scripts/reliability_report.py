@@ -5,7 +5,8 @@
 It starts moto and SeaweedFS itself (as the test suite does), builds the tiny
 model in a temporary volume, runs each scenario with real worker processes and
 prints one Markdown table: scenario, jobs, faults injected, succeeded, failed as
-expected, duplicates, lost. Takes several minutes on 2 cores.
+expected, duplicates, lost, and syntheses where a scenario counts them (duplicate
+deliveries: the second copies count as the faults). Takes several minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def test_reliability_report(moto_endpoint: Endpoint, seaweed_endpoint: Endpoint)
             scenarios.killed(moto_endpoint, volume, tmp / "killed"),
             scenarios.terminated(moto_endpoint, volume, tmp / "terminated"),
             scenarios.s3_inbox_leases(seaweed_endpoint, volume, tmp / "leases"),
+            scenarios.duplicate_deliveries(moto_endpoint, volume, tmp / "duplicates"),
             scenarios.hostile(volume, tmp / "hostile"),
         ]
         took = time.monotonic() - started
@@ -63,6 +65,7 @@ def test_reliability_report(moto_endpoint: Endpoint, seaweed_endpoint: Endpoint)
     print()
     print(scenarios.markdown_table(outcomes))
     assert all(o.lost == 0 and o.duplicates == 0 for o in outcomes)
+    assert all(o.syntheses is None or o.syntheses <= o.jobs for o in outcomes), "a job was synthesized twice"
 
 
 def _cpus() -> int:

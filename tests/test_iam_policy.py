@@ -22,7 +22,7 @@ ACTIONS = {
     "get_queue_attributes": {"sqs:GetQueueAttributes"},
 }
 WORKER_MODULES = ["processor/storage/s3.py", "processor/storage/s3_inbox.py", "processor/storage/sqs.py",
-                  "processor/app.py", "processor/worker.py"]
+                  "processor/storage/markers.py", "processor/app.py", "processor/worker.py"]
 CALL = re.compile(r"\b(?:client|s3|sqs)\.(\w+)\(")
 PAGINATED = re.compile(r"get_paginator\(\"(\w+)\"\)")
 
