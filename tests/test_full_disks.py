@@ -155,7 +155,9 @@ def processing_disk_run(tmp_path: Path, tiny_volume: Volume, voices: dict[str, s
     output = out.stdout + out.stderr
     assert out.returncode == 0, output[-3000:]
     assert manifests_in(inbox, ".done") == sorted(voices) and manifests_in(inbox, ".claims") == []
-    assert [p for p in left.rglob("*") if p.is_file() and p.parent.name != "voice-cache"] == []
+    # health.json lies at the top; the S3 voice cache in the worker's folder outlives the jobs by design
+    scratch = [p for p in left.rglob("*") if p.is_file() and p.parent != left and p.parent.name != "voice-cache"]
+    assert scratch == [], "every job's scratch folder is removed, the filled one too"
     return output, all_results(tmp_path / "outbox")
 
 
