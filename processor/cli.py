@@ -131,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shutdown.install()
     handled = worker.run(once=args.once, shutdown=shutdown)
     reason = (f"idle for {settings.exit_when_idle_s:g} s" if worker.exited_idle
+              else "stopped taking work" if worker.trouble is not None
               else "stopped by signal" if shutdown.requested.is_set() else "inbox drained")
     logger.info(f"{reason}: {handled} manifest(s) handled", extra={"stage": "exit", "handled": handled})
     if worker.trouble is not None:

@@ -155,7 +155,8 @@ class OutOfMemory(TransientError):
 
 class ProcessingDiskFull(TransientError):
     code = "processing_disk_full"
-    meaning = "the processing folder had less free space than F5B_PROCESSING_MIN_FREE_BYTES on every attempt"
+    meaning = ("the processing folder filled up during the job, or had less free space than "
+               "F5B_PROCESSING_MIN_FREE_BYTES before it, on every attempt")
 
 
 class StorageUnavailable(TransientError):

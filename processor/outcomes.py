@@ -12,7 +12,14 @@
     Deferred    another worker holds the job's live     none                kept: the worker looks again after
                 in-progress marker                                          a pause (no attempt is used)
     Released    claimed but not started at a stop (or   none                release at once
-                not to be run now: `why` says)
+                not to be run now: `why` says); or
+                its outbox cannot be written (`cause`:
+                the worker then stops taking work)
+    Unrecorded  its record could not be written, for    none                ack: not run forever
+                good (logged with the code)
+
+When writing an outcome's record fails, `settle` ends the lease by what that failure makes of
+the job instead (`unrecorded`): released or redelivered when it may pass, else Unrecorded.
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from processor.errors import F5BatchError, PermanentError
+from processor.errors import F5BatchError, OutboxUnwritable, PermanentError
 from processor.manifest import printable
 from processor.metrics import Metrics
 from processor.results import ErrorInfo, Result, Timings
@@ -68,12 +76,36 @@ class Outcome:
     def end_lease(self, lease: Lease) -> None:
         lease.ack()
 
-    def settle(self, lease: Lease, outputs: Outputs, origin: Origin) -> None:
-        """The record first (consumers wait for it), then the lease: a crash in between redoes the job, loses none."""
+    def trouble(self) -> str | None:
+        """Why the worker must stop taking work after this outcome (a fault of its own); None: it carries on."""
+        return None
+
+    def settle(self, lease: Lease, outputs: Outputs, origin: Origin, heed: Callable[[Outcome], None]) -> Outcome:
+        """The record first (consumers wait for it), then the lease: a crash in between redoes the job, loses none.
+
+        Returns the outcome that ended the lease: this one, or what a failure to write its record made of
+        the job. `heed` sees that outcome before its lease ends: a worker whose outbox fails stops taking
+        work before the manifest is back in the inbox, so that it does not take it straight back.
+        """
+        ended = self._recorded(outputs, origin)
+        heed(ended)
+        ended.end_lease(lease)
+        return ended
+
+    def _recorded(self, outputs: Outputs, origin: Origin) -> Outcome:
         record = self.record(origin)
-        if record is not None:
+        if record is None:
+            return self
+        try:
             outputs.write_record(self.job.log, record)
-        self.end_lease(lease)
+        except F5BatchError as exc:
+            ended = unrecorded(self.job, exc)
+        except Exception as exc:  # a bug: the job must still end, never stay claimed
+            ended = unrecorded(self.job, F5BatchError(f"unexpected error writing the result: {exc!r}"))
+        else:
+            return self
+        ended.announce()
+        return ended
 
     def _result(self, origin: Origin, produced: dict[str, Any], error: F5BatchError | None) -> Result:
         job, manifest = self.job, self.job.manifest
@@ -187,13 +219,49 @@ class Deferred(Outcome):
 @dataclass(frozen=True)
 class Released(Outcome):
     why: str = "the worker is stopping; the job goes back to the inbox for another worker"
+    cause: F5BatchError | None = None  # the worker's own failure (its outbox) that sent the job back
     metric = "released"
 
     def announce(self) -> None:
-        self.job.log.event("released", self.why)
+        if self.cause is None:
+            self.job.log.event("released", self.why)
+        else:
+            self.job.log.event("released", self.why, logging.WARNING, code=self.cause.code)
 
     def end_lease(self, lease: Lease) -> None:
         lease.release()
+
+    def trouble(self) -> str | None:
+        if self.cause is None:
+            return None
+        return (f"the outbox cannot be written ({self.cause.message}); the manifests not done are back in the "
+                "inbox: free space on the outbox disk (or fix its permissions), then run the worker again")
+
+
+@dataclass(frozen=True)
+class Unrecorded(Outcome):
+    """The job's record could not be written, and trying again cannot help: it is over, its log says why."""
+
+    error: F5BatchError
+    metric = "failed"
+
+    def announce(self) -> None:
+        self.job.log.event("unrecorded", f"its result could not be written: {self.error.message}", logging.ERROR,
+                           code=self.error.code)
+
+
+def unrecorded(job: Job, error: F5BatchError) -> Outcome:
+    """A job whose record could not be written: back to the inbox while that may pass, else over (acked)."""
+    if isinstance(error, OutboxUnwritable):
+        return outbox_trouble(job, error, "its result could not be written")
+    if error.transient:
+        return Redeliver(job, error)
+    return Unrecorded(job, error)
+
+
+def outbox_trouble(job: Job, error: OutboxUnwritable, what: str) -> Released:
+    return Released(job, f"{what}: {error.message}; the manifest goes back to the inbox and the worker stops "
+                         "taking work", error)
 
 
 @dataclass(frozen=True)
@@ -211,6 +279,8 @@ class Attempts:
     def after(self, job: Job, error: F5BatchError) -> Outcome:
         """The outcome of a failure: permanent errors fail now; transient ones are tried again while they may be."""
         lease = job.held.lease
+        if isinstance(error, OutboxUnwritable):  # the outbox is the worker's problem, not the job's
+            return outbox_trouble(job, error, "its files could not be written")
         if not error.transient:
             return Failed(job, error)
         if lease.redelivers and not lease.final_attempt:

@@ -53,7 +53,8 @@ class Worker:
         settings = self.settings
         ctx = self._context()
         stages = Stages(claim=partial(self._claim, once, shutdown, taken), live=partial(life, ctx=ctx),
-                        synthesize=self._synthesize, end=partial(self._end, ctx), put_back=partial(self._put_back, ctx))
+                        synthesize=self._synthesize, end=partial(self._end, ctx, shutdown),
+                        put_back=partial(self._put_back, ctx, shutdown))
         prefetch = Prefetch(max(1, self.synthesizer.max_batch), settings.prefetch, settings.lease_s)
         pipeline = Pipeline(stages, shutdown, prefetch, settings.exit_when_idle_s)
         try:
@@ -62,7 +63,7 @@ class Worker:
         finally:
             shutdown.cancel()
         self.exited_idle = pipeline.exited_idle
-        if pipeline.intake_error is not None:
+        if pipeline.intake_error is not None and self.trouble is None:
             self.trouble = f"intake stopped: {pipeline.intake_error!r}"
         return len(taken)
 
@@ -105,11 +106,11 @@ class Worker:
         return [wave if isinstance(wave, F5BatchError) else Speech(wave, rate, len(requests), started, seconds)
                 for wave in waves]
 
-    def _end(self, ctx: Context, job: Job, outcome: Outcome) -> float | None:
+    def _end(self, ctx: Context, shutdown: Shutdown, job: Job, outcome: Outcome) -> float | None:
         """Settle the job's outcome, once. A number: run the job again after that long, the lease kept."""
         again_s = outcome.again_after_s()
         if again_s is None:
-            job.held.end(partial(self._settle, ctx, outcome))
+            job.held.end(partial(self._settle, ctx, shutdown, outcome))
             return None
         outcome.announce()
         if outcome.retried:  # a deferral behind another worker uses no attempt
@@ -117,13 +118,27 @@ class Worker:
             job.attempt += 1
         return again_s
 
-    def _settle(self, ctx: Context, outcome: Outcome, lease: Lease) -> None:
-        """Under the lease's once-lock: nothing is said or counted for a lease the abandon released first."""
-        outcome.announce()
-        if outcome.retried:
-            self.metrics.retried()
-        outcome.count(self.metrics)
-        outcome.settle(lease, ctx.outputs, Origin(model=self.synthesizer.model_name, worker=self.identity))
+    def _settle(self, ctx: Context, shutdown: Shutdown, outcome: Outcome, lease: Lease) -> None:
+        """Under the lease's once-lock: nothing is said or counted for a lease the abandon released first.
 
-    def _put_back(self, ctx: Context, job: Job) -> None:
-        self._end(ctx, job, Released(job))
+        What is counted is how the lease really ended: a job whose result could not be written is not a success.
+        """
+        outcome.announce()
+        origin = Origin(model=self.synthesizer.model_name, worker=self.identity)
+        ended = outcome.settle(lease, ctx.outputs, origin, heed=partial(self._heed, shutdown))
+        if ended.retried:
+            self.metrics.retried()
+        ended.count(self.metrics)
+
+    def _heed(self, shutdown: Shutdown, ended: Outcome) -> None:
+        """A fault of the worker's own (its outbox): take no more work, as at a stop; what is held and not started
+        goes back to the inbox, and `run` exits non-zero saying why."""
+        trouble = ended.trouble()
+        if trouble is None:
+            return
+        if self.trouble is None:
+            self.trouble = trouble
+        shutdown.requested.set()
+
+    def _put_back(self, ctx: Context, shutdown: Shutdown, job: Job) -> None:
+        self._end(ctx, shutdown, job, Released(job))

@@ -16,11 +16,12 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from processor.errors import VoiceNotAllowed, VoiceNotFound, VoiceTooLarge, VoiceUnreadable
+from processor.errors import OutboxUnwritable, VoiceNotAllowed, VoiceNotFound, VoiceTooLarge, VoiceUnreadable
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -46,14 +47,30 @@ def pid_alive(pid: int) -> bool:
 
 
 def atomic_write(path: Path, data: bytes) -> Path:
-    """Write a sibling temp file, fsync it and return it, ready to be renamed or linked into place."""
+    """Write a sibling temp file, fsync it and return it, ready to be renamed or linked into place.
+
+    A write that fails (a full disk, a quota) removes its temp file: no `.part` is left behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return Path(tmp)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Around a write into the outbox folder: the OS refusing it is the worker's own trouble, not the job's."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutboxUnwritable(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @dataclass
@@ -184,17 +201,24 @@ class LocalOutbox:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        os.replace(atomic_write(path, data), path)
+        with _writing(path):
+            tmp = atomic_write(path, data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        tmp = atomic_write(path, data)
-        try:
-            os.link(tmp, path)  # link fails if the target exists: no overwrite, no window
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink()
+        with _writing(path):
+            tmp = atomic_write(path, data)
+            try:
+                os.link(tmp, path)  # link fails if the target exists: no overwrite, no window
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink()
         return True
 
     def exists(self, key: str) -> bool:

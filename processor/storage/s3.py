@@ -27,6 +27,7 @@ from processor.errors import (
 )
 from processor.retries import CallRetry, error_code, http_status, is_transient
 from processor.storage.voice_cache import VoiceCache
+from processor.storage.workdir import disk_full
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -209,6 +210,8 @@ class S3Voices:
         except F5BatchError:
             raise
         except Exception as exc:
+            if disk_full(exc):  # the processing folder's trouble, not S3's: the job's scratch folder says so
+                raise
             if http_status(exc) in (404, 412):
                 raise VoiceChanged(f"voice {ref!r} changed while being read") from exc
             raise storage_error(f"reading voice {ref!r}", exc) from exc

@@ -46,7 +46,11 @@ class VoiceCache:
             return
         name = self._name(bucket, key, etag)
         tmp = self.root / f".{name}.part"
-        shutil.copyfile(source, tmp)
+        try:
+            shutil.copyfile(source, tmp)
+        except OSError:  # a full disk: the cache outlives the job, so nothing half-copied may stay in it
+            tmp.unlink(missing_ok=True)
+            raise
         with self._lock:
             os.replace(tmp, self.root / name)
             self._entries[name] = size

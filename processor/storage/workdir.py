@@ -7,6 +7,7 @@ never fills with leftovers.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import socket
 import tempfile
@@ -39,14 +40,28 @@ class WorkDir:
 
     @contextmanager
     def scratch(self, job_id: str, needed_bytes: int) -> Iterator[Path]:
-        """A fresh folder for one job, removed when the block ends, whatever happens in it."""
+        """A fresh folder for one job, removed when the block ends, whatever happens in it.
+
+        The disk filling up inside the block (the voice's copy or download, decoding, temp files) is
+        `processing_disk_full`: transient, like too little free space before it.
+        """
         self.ensure_free(needed_bytes)
-        self.mine.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
+        with self._filling_up():
+            self.mine.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(dir=self.mine, prefix=f"{job_id[:40]}."))
+            try:
+                yield path
+            finally:
+                shutil.rmtree(path, ignore_errors=True)
+
+    @contextmanager
+    def _filling_up(self) -> Iterator[None]:
         try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+            yield
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise ProcessingDiskFull(f"processing folder {self.root} filled up: {exc.strerror}") from exc
 
     def ensure_free(self, needed_bytes: int) -> None:
         """Refuse to start a download the disk cannot hold; another pod (or later) may do better."""
@@ -55,3 +70,8 @@ class WorkDir:
             raise ProcessingDiskFull(
                 f"processing folder {self.root} has {free} bytes free; a job needs {needed_bytes}"
             )
+
+
+def disk_full(exc: BaseException) -> bool:
+    """No space left, or over a quota: a write that may succeed once space is freed."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

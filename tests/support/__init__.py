@@ -6,6 +6,7 @@
     workers      the real CLI and worker processes: starting, stopping and waiting for them, their settings,
                  environment and logs
     waiting      the one `wait_until`
+    disks        small disks of a worker's own: the CLI with one folder on a tiny tmpfs
     results      reading what an outbox shows: result.json files, object versions
     aws          moto and SeaweedFS on loopback (pytest fixtures too: loaded as a plugin by tests/conftest.py)
     fault_proxy  a fault-injecting HTTP proxy in front of moto
