@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from processor.settings import Settings
     from processor.storage.workdir import WorkDir
 
+TAKE_TRIES = 5  # a marker that keeps appearing and vanishing under us: defer rather than spin
 MARKER = ".in-progress"  # no .json suffix: a notification filtered on `.json` never fires for it
 
 
@@ -102,7 +103,9 @@ class Markers:
         token = f"{self.identity}/{uuid.uuid4().hex}"
         record = self.record(token)
         version = self.backend_create(job_id, record)
-        while version is None:
+        for _ in range(TAKE_TRIES):
+            if version is not None:
+                return Marker(self, job_id, token, version)
             current = self.backend_read(job_id)
             if current is None:  # dropped between our two calls: try to create it again
                 version = self.backend_create(job_id, record)
@@ -116,7 +119,9 @@ class Markers:
                 return self._busy_after_race(job_id)
             logger.info(f"took over the expired in-progress marker of {job_id}",
                         extra={"stage": "marker", "job": job_id, "previous": _field(body, "worker")})
-        return Marker(self, job_id, token, version)
+        if version is not None:
+            return Marker(self, job_id, token, version)
+        return Busy("another worker", time.time() + 1)  # created and dropped by others, again and again: look later
 
     def record(self, token: str) -> bytes:
         return json.dumps({"owner": token, "worker": self.identity, "expires_at": time.time() + self.ttl_s}).encode()
@@ -253,7 +258,7 @@ class S3Markers(Markers):
             response = self.retry.call("s3 put marker", lambda: self.client.put_object(
                 Bucket=self.location.bucket, Key=key, Body=body, **condition))
         except Exception as exc:
-            if http_status(exc) in (404, 409, 412):  # someone else holds or just changed it
+            if http_status(exc) in (409, 412):  # someone else holds or just changed it (a 404 is a missing bucket)
                 return None
             raise storage_error(f"writing {self.location.uri(marker_key(job_id))}", exc) from exc
         return str(response["ETag"])
