@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from processor.errors import StorageError
 from processor.logs import REDACTED, redact
+from processor.storage.local import LocalOutbox, LocalVoices, open_below
+from processor.storage.s3 import under_prefix
 from processor.storage.volume import Volume
 
 from tests.support.aws import Endpoint, unique_name
@@ -232,3 +235,43 @@ def test_another_job_s_result_in_a_shared_bucket_is_not_a_voice(moto_endpoint: E
         result = read_s3_result(s3, bucket, job, "out/")
         assert result["status"] == "failed", result
         assert result["error"]["code"] == "voice_not_allowed" and "outbox" in result["error"]["message"]
+
+
+# --- the same guards, one level down -----------------------------------------------------------------------
+
+
+def test_an_outbox_whose_root_is_a_link_works_but_links_below_it_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "mounted").mkdir()
+    (tmp_path / "outbox").symlink_to(tmp_path / "mounted")  # the user's choice of where the outbox lives
+    outbox = LocalOutbox(tmp_path / "outbox")
+    assert outbox.put_if_absent("job/result.json", b"{}") and outbox.get("job/result.json") == b"{}"
+    assert (tmp_path / "mounted" / "job" / "result.json").read_bytes() == b"{}"
+    (tmp_path / "mounted" / "job" / "log.jsonl").symlink_to(tmp_path / "target.txt")
+    (tmp_path / "mounted" / "other").symlink_to(tmp_path)
+    for write in (lambda: outbox.put("job/log.jsonl", b"x"), lambda: outbox.put_if_absent("job/log.jsonl", b"x"),
+                  lambda: outbox.exists("job/log.jsonl"), lambda: outbox.put("other/audio.wav", b"x"),
+                  lambda: outbox.exists("other/result.json")):
+        with pytest.raises(StorageError, match="symbolic link"):
+            write()
+    assert not (tmp_path / "target.txt").exists() and not (tmp_path / "audio.wav").exists()
+
+
+def test_a_voice_folder_swapped_for_a_link_after_the_check_is_not_followed(tmp_path: Path) -> None:
+    """What `LocalVoices` copies from is reached by `open_below`: the check (`resolve`) passing earlier does not help
+    a folder that became a link since."""
+    inbox = tmp_path / "inbox"
+    (inbox / "voices").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    assert LocalVoices(inbox, max_bytes=2**20).resolve("voices/a.wav").parent == (inbox / "voices").resolve()
+    (inbox / "voices").rename(inbox / "was-voices")
+    (inbox / "voices").symlink_to(tmp_path / "outside")
+    os.close(open_below(inbox, ["was-voices"]))
+    with pytest.raises(NotADirectoryError):
+        open_below(inbox, ["voices"])
+
+
+@pytest.mark.parametrize(("key", "refused"), [("out/victim/audio.wav", True), ("out//victim/a.wav", True),
+                                             ("./out/victim/a.wav", True), ("/out/x", True), ("outer/a.wav", False),
+                                             ("voices/out/a.wav", False)])
+def test_keys_under_the_outbox_prefix_are_recognised_as_a_store_would_read_them(key: str, refused: bool) -> None:
+    assert under_prefix(key, "out/") is refused

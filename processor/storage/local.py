@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
-from processor.errors import StorageError, VoiceNotAllowed, VoiceNotFound, VoiceTooLarge, VoiceUnreadable
+from processor.errors import F5BatchError, StorageError, VoiceNotAllowed, VoiceNotFound, VoiceTooLarge, VoiceUnreadable
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -309,30 +309,39 @@ class LocalVoices:
     def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
         # `identity` is not checked: a local clip replaced in the instant between stat and copy is the user's own doing.
         with self._open(ref) as src:
-            self._check_size(ref, os.fstat(src.fileno()))
             dest = dest_dir / f"voice{PurePosixPath(ref).suffix}"
             self._copy(ref, src, dest)
         return dest
 
     def _open(self, ref: str) -> BinaryIO:
-        """The clip, open for reading. O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it)."""
-        real = self.resolve(ref)
-        *folders, name = real.relative_to(self._real_root()).parts or (".",)
+        """The clip, open for reading, once it is known to be a regular file of an allowed size."""
+        fd = self._descriptor(ref)
         try:
-            folder = open_below(self._real_root(), folders)
+            self._check_file(ref, os.fstat(fd))
+        except F5BatchError:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
+
+    def _descriptor(self, ref: str) -> int:
+        """O_NONBLOCK: opening a FIFO must not wait for a writer (the fstat after it refuses one)."""
+        root, inside = self._located(ref)
+        *folders, name = inside.parts or (".",)
+        try:
+            folder = open_below(root, folders)
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NO_LINK, dir_fd=folder)
             finally:
                 os.close(folder)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(real)!r}") from exc
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(root / inside)!r}") from exc
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
             raise VoiceNotAllowed(f"voice {ref!r} became a symbolic link while being read") from exc
-        return os.fdopen(fd, "rb")
+        return fd
 
-    def _check_size(self, ref: str, found: os.stat_result) -> None:
+    def _check_file(self, ref: str, found: os.stat_result) -> None:
         if not stat.S_ISREG(found.st_mode):
             kind = "a folder" if stat.S_ISDIR(found.st_mode) else "a FIFO, socket or device"
             raise VoiceNotFound(f"voice {ref!r} not found: expected a file, found {kind}")
@@ -354,14 +363,16 @@ class LocalVoices:
             raise VoiceTooLarge(f"voice {ref!r} grew past the limit of {self.max_bytes} bytes while being read")
 
     def resolve(self, ref: str) -> Path:
-        """The clip's real path, links followed; refused unless it is inside the inbox's real path."""
-        real = Path(os.path.realpath(voice_path(self.root, ref)))
-        if not real.is_relative_to(self._real_root()):
-            raise VoiceNotAllowed(f"voice {ref!r} leads outside the inbox folder through a symbolic link")
-        return real
+        """The clip's real path, links followed."""
+        root, inside = self._located(ref)
+        return root / inside
 
-    def _real_root(self) -> Path:
-        return Path(os.path.realpath(self.root))
+    def _located(self, ref: str) -> tuple[Path, Path]:
+        """The inbox's real path, and the clip's real path relative to it: refused unless it is inside."""
+        root, real = Path(os.path.realpath(self.root)), Path(os.path.realpath(voice_path(self.root, ref)))
+        if not real.is_relative_to(root):
+            raise VoiceNotAllowed(f"voice {ref!r} leads outside the inbox folder through a symbolic link")
+        return root, real.relative_to(root)
 
 
 def voice_path(root: Path, ref: str) -> Path:
