@@ -111,7 +111,8 @@ class VoiceNotFound(PermanentError):
 
 class VoiceNotAllowed(PermanentError):
     code = "voice_not_allowed"
-    meaning = "the voice path leaves the inbox (`..`, absolute path, URL), or names a bucket outside F5B_VOICE_BUCKETS"
+    meaning = ("the voice path leaves the inbox (`..`, absolute path, URL, a symbolic link out of it), names a bucket "
+               "outside F5B_VOICE_BUCKETS, or a key in the outbox")
 
 
 class VoiceUnreadable(PermanentError):
@@ -175,7 +176,8 @@ class OutboxUnwritable(TransientError):
 
 class StorageError(PermanentError):
     code = "storage_error"
-    meaning = "S3 refused a read or write for good (e.g. 403 on the outbox)"
+    meaning = ("S3 refused a read or write for good (e.g. 403 on the outbox), or the job's outbox folder or a file in "
+               "it is a symbolic link (nothing is written through it)")
 
 
 # --- the worker itself --------------------------------------------------------------------
@@ -191,7 +193,8 @@ class InvalidConfiguration(F5BatchError):
     """Settings that cannot work: the worker refuses to start."""
 
     code = "invalid_configuration"
-    meaning = "a setting that cannot work (unknown inbox scheme, overlapping inbox and outbox, bad bucket name)"
+    meaning = ("a setting that cannot work (unknown inbox scheme, an inbox or outbox path that is not a folder, "
+               "overlapping inbox and outbox, bad bucket name)")
     where = "command"
 
 

@@ -14,9 +14,12 @@ from typing import Any
 
 logger = logging.getLogger("f5batch")
 
-# Query parameters of presigned URLs and signed requests that grant access on their own.
+# Query parameters of presigned URLs and signed requests that grant access on their own. A URL inside an object
+# key or a query value arrives percent-encoded, once or more: `=` as %3D, %253D, …, and `&` likewise.
+_EQUALS, _AMPERSAND = r"(?:=|%(?:25)*3D)", r"%(?:25)*26"
 _SIGNED_PARAMS = re.compile(
-    r"((?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId|x-amz-security-token)=)[^&\s\"']+",
+    rf"((?:X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId){_EQUALS})"
+    rf"(?:(?!{_AMPERSAND})[^&\s\"'])+",
     re.IGNORECASE,
 )
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")

@@ -9,9 +9,11 @@ storage module with an `open` classmethod, plus one row here.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from processor.aws import S3_SCHEME, Clients, S3Location
@@ -68,13 +70,28 @@ class Storage:
 
 
 def check(settings: Settings) -> tuple[Scheme, Scheme]:
-    """The inbox's and the outbox's rows; refuses, before anything is made or loaded, a location of no kind."""
-    return scheme_of(settings.inbox, "inbox"), scheme_of(settings.outbox, "outbox")
+    """The inbox's and the outbox's rows; refuses, before anything is made or loaded, a location of no kind, a
+    folder path that is not a folder, and an inbox and outbox that overlap."""
+    schemes = scheme_of(settings.inbox, "inbox"), scheme_of(settings.outbox, "outbox")
+    for location, what in ((settings.inbox, "inbox"), (settings.outbox, "outbox")):
+        if S3Location.bucket_of(location) is None:
+            check_folder(location, what)
+    check_no_loop(settings)
+    return schemes
+
+
+def check_folder(location: str, what: str) -> None:
+    """A folder path must be a folder (or a link to one), or not exist yet below one: the worker makes it."""
+    path = Path(location)
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            if not os.path.isdir(candidate):
+                raise InvalidConfiguration(f"{what} {location!r}: {str(candidate)!r} is not a folder")
+            return
 
 
 def open_storage(settings: Settings, workdir: WorkDir) -> Storage:
     inbox_scheme, outbox_scheme = check(settings)
-    check_no_loop(settings)
     clients = Clients(settings)
     inbox = QUEUE_INBOX if settings.queue else inbox_scheme.inbox
     # F5B_VOICE_BUCKETS names S3 buckets: voices come from S3 whatever the inbox is.
@@ -88,12 +105,20 @@ def open_storage(settings: Settings, workdir: WorkDir) -> Storage:
 
 
 def check_no_loop(settings: Settings) -> None:
-    """An outbox inside the inbox prefix would feed every result back in as a new job."""
-    inbox_bucket, outbox_bucket = S3Location.bucket_of(settings.inbox), S3Location.bucket_of(settings.outbox)
-    if inbox_bucket is None or inbox_bucket != outbox_bucket:
-        return
-    inbox, outbox = S3Location.parse(settings.inbox).prefix, S3Location.parse(settings.outbox).prefix
-    if outbox.startswith(inbox) or inbox.startswith(outbox):
+    """An outbox inside the inbox would feed every result back in as a new job; an inbox inside the outbox would
+    take jobs from among the results. Folders are compared with their links resolved, as the worker will use them."""
+    if overlap(settings.inbox, settings.outbox):
         raise InvalidConfiguration(
             f"outbox {settings.outbox} overlaps inbox {settings.inbox}: results would be taken as new jobs"
         )
+
+
+def overlap(inbox: str, outbox: str) -> bool:
+    inbox_bucket, outbox_bucket = S3Location.bucket_of(inbox), S3Location.bucket_of(outbox)
+    if inbox_bucket is None and outbox_bucket is None:
+        real_inbox, real_outbox = Path(os.path.realpath(inbox)), Path(os.path.realpath(outbox))
+        return real_outbox.is_relative_to(real_inbox) or real_inbox.is_relative_to(real_outbox)
+    if inbox_bucket is None or inbox_bucket != outbox_bucket:
+        return False
+    inbox_prefix, outbox_prefix = S3Location.parse(inbox).prefix, S3Location.parse(outbox).prefix
+    return outbox_prefix.startswith(inbox_prefix) or inbox_prefix.startswith(outbox_prefix)

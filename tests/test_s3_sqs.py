@@ -415,4 +415,4 @@ def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: 
 def test_outbox_inside_the_inbox_prefix_is_refused(moto_endpoint: Endpoint, tiny_volume: Volume) -> None:
     out = f5_batch(moto_endpoint, "run", "--once", "--inbox", "s3://same/jobs/", "--outbox", "s3://same/jobs/out/",
                    "--volume", str(tiny_volume.root), "--model", "tiny")
-    assert out.returncode == 1 and "overlaps inbox" in out.stdout
+    assert (out.returncode, out.stdout) == (2, "") and "overlaps inbox" in out.stderr, "refused before the model loads"

@@ -10,18 +10,27 @@ worker can return claims whose owner died. Finished manifests move to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import shutil
+import secrets
 import socket
-import tempfile
+import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from processor.errors import OutboxUnwritable, VoiceNotAllowed, VoiceNotFound, VoiceTooLarge, VoiceUnreadable
+from processor.errors import (
+    F5BatchError,
+    OutboxUnwritable,
+    StorageError,
+    VoiceNotAllowed,
+    VoiceNotFound,
+    VoiceTooLarge,
+    VoiceUnreadable,
+)
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -46,22 +55,55 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write a sibling temp file, fsync it and return it, ready to be renamed or linked into place.
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NO_LINK = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_folder(parent: int, name: str, *, create: bool = False) -> int:
+    """The folder `name` in the open folder `parent`, made first if `create`; a link there fails (ENOTDIR)."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, dir_fd=parent)
+    return os.open(name, _FOLDER | os.O_NOFOLLOW, dir_fd=parent)
+
+
+def open_below(root: Path, parts: Sequence[str], *, create: bool = False) -> int:
+    """The folder `root/parts…`, open, reached without following a link below `root` (root itself may be one).
+
+    Each step opens the next folder relative to the last one: a folder swapped for a link after a check is
+    refused here (NotADirectoryError), not followed, as a check of the path and then a use of it would.
+    """
+    fd = os.open(root, _FOLDER)
+    try:
+        for part in parts:
+            inner = open_folder(fd, part, create=create)
+            os.close(fd)
+            fd = inner
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == errno.ELOOP:  # what some systems say for O_DIRECTORY | O_NOFOLLOW on a link
+            raise NotADirectoryError(exc.errno, exc.strerror, exc.filename) from exc
+        raise
+    return fd
+
+
+def atomic_write(folder: int, name: str, data: bytes) -> str:
+    """Write a sibling temp file of `name` in the open `folder`, fsync it and return its name, ready to be renamed
+    or linked into place. A fresh name, created exclusively: never an existing file or a link.
 
     A write that fails (a full disk, a quota) removes its temp file: no `.part` is left behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = f".{name}.{secrets.token_hex(8)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK, 0o600, dir_fd=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
-        os.unlink(tmp)
+        os.unlink(tmp, dir_fd=folder)
         raise
-    return Path(tmp)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -187,6 +229,9 @@ class LocalInbox:
 
 @dataclass
 class LocalOutbox:
+    """Job folders under `root`. The root may be a link (where a user mounted the outbox); below it nothing is
+    written or read through a link: a linked job folder or result file is a `storage_error` of that job."""
+
     root: Path
 
     @classmethod
@@ -199,41 +244,81 @@ class LocalOutbox:
     def _path(self, key: str) -> Path:
         return self.root / key
 
+    @contextlib.contextmanager
+    def _folder(self, key: str, *, create: bool = False) -> Iterator[tuple[int, str]]:
+        """The open folder of `key` and the file's name in it."""
+        *folders, name = PurePosixPath(key).parts
+        try:
+            folder = open_below(self.root, folders, create=create)
+        except NotADirectoryError as exc:
+            raise StorageError(f"{str(self._path(key).parent)!r} is a symbolic link or not a folder: the outbox "
+                               f"writes nothing through it; remove it") from exc
+        try:
+            yield folder, name
+        finally:
+            os.close(folder)
+
+    def _entry(self, folder: int, name: str, key: str) -> os.stat_result | None:
+        """What is at `name` in `folder`, not followed; None if nothing is. A link there is refused."""
+        try:
+            found = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(found.st_mode):
+            raise StorageError(f"{str(self._path(key))!r} is a symbolic link: the outbox writes nothing through it; "
+                               f"remove it")
+        return found
+
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        with _writing(path):
-            tmp = atomic_write(path, data)
+        with _writing(self._path(key)), self._folder(key, create=True) as (folder, name):
+            self._entry(folder, name, key)
+            tmp = atomic_write(folder, name, data)
             try:
-                os.replace(tmp, path)
+                # A rename replaces what is at `name` (a link made since the check too), never what a link points to.
+                os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                os.unlink(tmp, dir_fd=folder)
                 raise
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        path = self._path(key)
-        with _writing(path):
-            tmp = atomic_write(path, data)
+        with _writing(self._path(key)), self._folder(key, create=True) as (folder, name):
+            self._entry(folder, name, key)
+            tmp = atomic_write(folder, name, data)
             try:
-                os.link(tmp, path)  # link fails if the target exists: no overwrite, no window
+                os.link(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)  # fails if anything, a link too, is there
             except FileExistsError:
+                self._entry(folder, name, key)
                 return False
             finally:
-                tmp.unlink()
+                os.unlink(tmp, dir_fd=folder)
         return True
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            with self._folder(key) as (folder, name):
+                found = self._entry(folder, name, key)
+        except FileNotFoundError:
+            return False
+        return found is not None and stat.S_ISREG(found.st_mode)
 
     def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        with self._folder(key) as (folder, name):
+            self._entry(folder, name, key)
+            with os.fdopen(os.open(name, os.O_RDONLY | _NO_LINK, dir_fd=folder), "rb") as f:
+                return f.read()
 
     def uri(self, key: str) -> str:
-        return str(self._path(key).resolve())
+        return str(self.root.resolve() / key)
 
 
 @dataclass
 class LocalVoices:
-    """Voice clips under the inbox folder, addressed by relative path, up to `max_bytes` each."""
+    """Voice clips under the inbox folder, addressed by relative path, up to `max_bytes` each.
+
+    Links are followed only where they stay inside the inbox (its own root may be a link): the clip's real path
+    must be below the inbox's. The copy reads from one descriptor, opened without following a link on the way,
+    so a folder or file swapped for a link between the check and the copy cannot lead out either.
+    """
 
     root: Path
     max_bytes: int
@@ -248,31 +333,75 @@ class LocalVoices:
             st = path.stat()
         except OSError as exc:
             raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}") from exc
-        return f"file://{path.resolve()}#{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        return f"file://{path}#{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
     def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
         # `identity` is not checked: a local clip replaced in the instant between stat and copy is the user's own doing.
-        path = self.resolve(ref)
-        if not path.is_file():
-            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}")
-        size = path.stat().st_size
-        if size > self.max_bytes:
-            raise VoiceTooLarge(f"voice {ref!r} is {size} bytes; the limit is {self.max_bytes} (F5B_VOICE_MAX_BYTES)")
-        if size == 0:
-            raise VoiceUnreadable(f"voice {ref!r} is an empty file (0 bytes); upload the clip again")
-        dest = dest_dir / f"voice{''.join(path.suffixes[-1:])}"
-        self._copy(ref, path, dest)
+        with self._open(ref) as src:
+            dest = dest_dir / f"voice{PurePosixPath(ref).suffix}"
+            self._copy(ref, src, dest)
         return dest
 
-    def _copy(self, ref: str, src: Path, dest: Path) -> None:
-        """Copy, then check the copy: a file that grew past the limit after the size check is still refused."""
-        shutil.copyfile(src, dest)
-        if dest.stat().st_size > self.max_bytes:
+    def _open(self, ref: str) -> BinaryIO:
+        """The clip, open for reading, once it is known to be a regular file of an allowed size."""
+        fd = self._descriptor(ref)
+        try:
+            self._check_file(ref, os.fstat(fd))
+        except F5BatchError:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
+
+    def _descriptor(self, ref: str) -> int:
+        """O_NONBLOCK: opening a FIFO must not wait for a writer (the fstat after it refuses one)."""
+        root, inside = self._located(ref)
+        *folders, name = inside.parts or (".",)
+        try:
+            folder = open_below(root, folders)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NO_LINK, dir_fd=folder)
+            finally:
+                os.close(folder)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(root / inside)!r}") from exc
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise VoiceNotAllowed(f"voice {ref!r} became a symbolic link while being read") from exc
+        return fd
+
+    def _check_file(self, ref: str, found: os.stat_result) -> None:
+        if not stat.S_ISREG(found.st_mode):
+            kind = "a folder" if stat.S_ISDIR(found.st_mode) else "a FIFO, socket or device"
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file, found {kind}")
+        if found.st_size > self.max_bytes:
+            raise VoiceTooLarge(
+                f"voice {ref!r} is {found.st_size} bytes; the limit is {self.max_bytes} (F5B_VOICE_MAX_BYTES)")
+        if found.st_size == 0:
+            raise VoiceUnreadable(f"voice {ref!r} is an empty file (0 bytes); upload the clip again")
+
+    def _copy(self, ref: str, src: BinaryIO, dest: Path) -> None:
+        """At most max_bytes + 1 bytes: a file that grew past the limit after the size check is still refused."""
+        copied = 0
+        with dest.open("wb") as out:
+            while chunk := src.read(min(1 << 20, self.max_bytes + 1 - copied)):
+                out.write(chunk)
+                copied += len(chunk)
+        if copied > self.max_bytes:
             dest.unlink()
             raise VoiceTooLarge(f"voice {ref!r} grew past the limit of {self.max_bytes} bytes while being read")
 
     def resolve(self, ref: str) -> Path:
-        return voice_path(self.root, ref)
+        """The clip's real path, links followed."""
+        root, inside = self._located(ref)
+        return root / inside
+
+    def _located(self, ref: str) -> tuple[Path, Path]:
+        """The inbox's real path, and the clip's real path relative to it: refused unless it is inside."""
+        root, real = Path(os.path.realpath(self.root)), Path(os.path.realpath(voice_path(self.root, ref)))
+        if not real.is_relative_to(root):
+            raise VoiceNotAllowed(f"voice {ref!r} leads outside the inbox folder through a symbolic link")
+        return root, real.relative_to(root)
 
 
 def voice_path(root: Path, ref: str) -> Path:

@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from processor.errors import StorageError
 from processor.logs import logger
 from processor.retries import CallRetry, http_status
-from processor.storage.local import atomic_write, pid_alive
+from processor.storage.local import atomic_write, open_below, pid_alive
 from processor.storage.s3 import storage_error
 
 if TYPE_CHECKING:
@@ -173,7 +174,8 @@ def _dead_here(worker: str) -> bool:
 
 
 class LocalMarkers(Markers):
-    """Markers in an outbox folder. A marker's version is its bytes' digest."""
+    """Markers in an outbox folder, reached as the outbox reaches its files (never through a link). A marker's
+    version is its bytes' digest."""
 
     def __init__(self, root: Path, identity: str, ttl_s: float) -> None:
         super().__init__(identity, ttl_s)
@@ -183,29 +185,37 @@ class LocalMarkers(Markers):
     def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalMarkers:
         return cls(Path(url), workdir.identity, settings.lease_s)
 
-    def _path(self, job_id: str) -> Path:
-        folder = self.root / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder.is_symlink() or not folder.is_dir():
-            raise StorageError(f"outbox folder {folder} is a symbolic link or not a folder; refusing to write there")
-        return folder / MARKER
+    @contextlib.contextmanager
+    def _folder(self, job_id: str) -> Iterator[int]:
+        try:
+            folder = open_below(self.root, [job_id], create=True)
+        except NotADirectoryError as exc:
+            raise StorageError(f"outbox folder {str(self.root / job_id)!r} is a symbolic link or not a folder: "
+                               "the outbox writes nothing through it; remove it") from exc
+        try:
+            yield folder
+        finally:
+            os.close(folder)
 
     def backend_create(self, job_id: str, body: bytes) -> str | None:
-        path = self._path(job_id)
-        tmp = atomic_write(path, body)
-        try:
-            os.link(tmp, path)  # fails if a marker exists: no overwrite, no window
-        except FileExistsError:
-            return None
-        finally:
-            tmp.unlink()
+        with self._folder(job_id) as folder:
+            tmp = atomic_write(folder, MARKER, body)
+            try:
+                os.link(tmp, MARKER, src_dir_fd=folder, dst_dir_fd=folder)  # fails if a marker exists: no window
+            except FileExistsError:
+                return None
+            finally:
+                os.unlink(tmp, dir_fd=folder)
         return _digest(body)
 
     def backend_read(self, job_id: str) -> tuple[bytes, str] | None:
-        try:
-            body = self._path(job_id).read_bytes()
-        except FileNotFoundError:
-            return None
+        with self._folder(job_id) as folder:
+            try:
+                fd = os.open(MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            except FileNotFoundError:
+                return None
+            with os.fdopen(fd, "rb") as f:
+                body = f.read()
         return body, _digest(body)
 
     def backend_replace(self, job_id: str, body: bytes, version: str) -> str | None:
@@ -219,20 +229,22 @@ class LocalMarkers(Markers):
     def _set_aside(self, job_id: str, version: str) -> bool:
         """Remove the marker if it is at `version`. The rename is atomic: of two workers, one moves it; a
         marker that changed meanwhile is put back (unless a new one is there already)."""
-        path = self._path(job_id)
-        aside = path.with_name(f"{MARKER}.{uuid.uuid4().hex}.aside")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return False
-        try:
-            if _digest(aside.read_bytes()) == version:
-                return True
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, path)
-            return False
-        finally:
-            aside.unlink()
+        aside = f"{MARKER}.{uuid.uuid4().hex}.aside"
+        with self._folder(job_id) as folder:
+            try:
+                os.rename(MARKER, aside, src_dir_fd=folder, dst_dir_fd=folder)
+            except FileNotFoundError:
+                return False
+            try:
+                fd = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+                with os.fdopen(fd, "rb") as f:
+                    if _digest(f.read()) == version:
+                        return True
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, MARKER, src_dir_fd=folder, dst_dir_fd=folder)
+                return False
+            finally:
+                os.unlink(aside, dir_fd=folder)
 
 
 def _digest(body: bytes) -> str:

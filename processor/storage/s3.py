@@ -57,6 +57,12 @@ def read_manifest(client: Any, retry: CallRetry, bucket: str, key: str) -> bytes
     return body
 
 
+def under_prefix(key: str, prefix: str) -> bool:
+    """`key` is under `prefix`, also as a store that folds `a//b` or `a/./b` into `a/b` would read it."""
+    folded = "/".join(part for part in key.split("/") if part not in ("", "."))
+    return key.startswith(prefix) or folded.startswith(prefix)
+
+
 @dataclass
 class S3Outbox:
     client: Any
@@ -134,6 +140,7 @@ class S3Voices:
     max_bytes: int
     cache: VoiceCache
     retry: CallRetry
+    outbox: S3Location | None = None  # never a voice: other jobs' results, in a bucket the inbox may share
 
     @classmethod
     def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> S3Voices:
@@ -141,7 +148,9 @@ class S3Voices:
         default_bucket = S3Location.bucket_of(url) or ""
         allowed = {b.strip() for b in settings.voice_buckets.split(",") if b.strip()} or {default_bucket}
         cache = VoiceCache(workdir.mine / "voice-cache", settings.voice_cache_bytes)
-        return cls(clients.s3, default_bucket, frozenset(allowed), settings.voice_max_bytes, cache, clients.retry)
+        outbox = S3Location.parse(settings.outbox) if S3Location.bucket_of(settings.outbox) else None
+        return cls(clients.s3, default_bucket, frozenset(allowed), settings.voice_max_bytes, cache, clients.retry,
+                   outbox)
 
     def identity(self, ref: str) -> str:
         bucket, key, etag = self._locate(ref)
@@ -181,6 +190,9 @@ class S3Voices:
             raise VoiceNotAllowed(
                 f"voice {ref!r} is in bucket {bucket!r}, which is not in the allow-list (F5B_VOICE_BUCKETS)"
             )
+        outbox = self.outbox
+        if outbox is not None and bucket == outbox.bucket and under_prefix(key, outbox.prefix):
+            raise VoiceNotAllowed(f"voice {ref!r} is in the outbox ({outbox.uri()}): results are not voices")
         return bucket, key
 
     def _head(self, bucket: str, key: str, ref: str) -> dict[str, Any]:
