@@ -180,6 +180,7 @@ class LocalMarkers(Markers):
     def __init__(self, root: Path, identity: str, ttl_s: float) -> None:
         super().__init__(identity, ttl_s)
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
 
     @classmethod
     def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalMarkers:
