@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from processor.errors import F5BatchError, PermanentError
+from processor.errors import F5BatchError, InvalidJson, PermanentError
 from processor.manifest import printable
 from processor.metrics import Metrics
 from processor.results import ErrorInfo, Result, Timings
-from processor.storage import Lease
+from processor.storage import Lease, Rewritable
 
 if TYPE_CHECKING:
     from processor.job import Job
@@ -185,6 +185,9 @@ class Attempts:
     def after(self, job: Job, error: F5BatchError) -> Outcome:
         """The outcome of a failure: permanent errors fail now; transient ones are tried again while they may be."""
         lease = job.held.lease
+        if isinstance(error, InvalidJson) and isinstance(lease, Rewritable) and lease.changed_since_read():
+            return Released(job, "the manifest changed after it was read (a copy was still writing it); it goes back "
+                                 "to the inbox and is read again once complete")
         if not error.transient:
             return Failed(job, error)
         if lease.redelivers and not lease.final_attempt:
