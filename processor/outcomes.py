@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from processor.errors import F5BatchError, OutboxUnwritable, PermanentError
+from processor.errors import F5BatchError, InvalidJson, OutboxUnwritable, PermanentError
 from processor.manifest import printable
 from processor.metrics import Metrics
 from processor.results import ErrorInfo, Result, Timings
-from processor.storage import Lease
+from processor.storage import Lease, Rewritable
 from processor.storage.markers import Busy
 
 if TYPE_CHECKING:
@@ -281,6 +281,9 @@ class Attempts:
         lease = job.held.lease
         if isinstance(error, OutboxUnwritable):  # the outbox is the worker's problem, not the job's
             return outbox_trouble(job, error, "its files could not be written")
+        if isinstance(error, InvalidJson) and isinstance(lease, Rewritable) and lease.changed_since_read():
+            return Released(job, "the manifest changed after it was read (a copy was still writing it); it goes back "
+                                 "to the inbox and is read again once complete")
         if not error.transient:
             return Failed(job, error)
         if lease.redelivers and not lease.final_attempt:

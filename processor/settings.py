@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     claim_stale_s: float = Field(
         600.0, gt=0.0, description="A local claim by another host untouched this long is returned to the inbox."
     )
+    settle_s: float = Field(
+        2.0, ge=0.0, description="A local manifest is taken once unchanged this long, seconds: a copy still "
+        "writing it is waited for."
+    )
     s3_path_style: bool = Field(False, description="Path-style S3 addressing, for S3-compatible stores.")
     voice_buckets: str = Field("", description="Comma-separated buckets voices may come from (default: the inbox's).")
     voice_max_bytes: int = Field(50 * 2**20, gt=0, description="Largest voice file accepted, in bytes.")

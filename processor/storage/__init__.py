@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Lease(Protocol):
@@ -47,6 +47,14 @@ class Lease(Protocol):
 
     def extend(self) -> None:
         """Keep the claim alive while a long job runs."""
+
+
+@runtime_checkable
+class Rewritable(Protocol):
+    """A lease whose manifest is a file another program may still be writing after the claim (a folder inbox)."""
+
+    def changed_since_read(self) -> bool:
+        """The manifest's file is no longer what `body` read."""
 
 
 class Inbox(Protocol):

@@ -4,13 +4,20 @@ A manifest is claimed by renaming it into `<inbox>/.claims/`, which is atomic on
 one filesystem: of several workers renaming the same file, exactly one wins.
 The claim's name records its owner (`<name>@<host>.<pid>.json`), so a restarted
 worker can return claims whose owner died. Finished manifests move to
-`<inbox>/.done/`.
+`<inbox>/.done/`. Nothing is ever moved over another file: a claim that comes
+back to a name taken meanwhile comes back under another name.
+
+Whatever else sits in the inbox ends alone: a folder named `*.json` is left
+where it is; any other entry that is not a regular file (a link, a FIFO, a
+socket, a device) is claimed by renaming the entry itself, is never opened,
+and fails with `manifest_unreadable`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
 import socket
@@ -30,6 +37,19 @@ from processor.errors import (
     VoiceNotFound,
     VoiceTooLarge,
     VoiceUnreadable,
+)
+from processor.logs import logger
+from processor.manifest import printable
+from processor.storage.entries import (
+    Settling,
+    Stamp,
+    and_then,
+    entry_kind,
+    fit_name,
+    not_regular,
+    place,
+    read_manifest_file,
+    stamp,
 )
 
 if TYPE_CHECKING:
@@ -119,34 +139,53 @@ def _writing(path: Path) -> Iterator[None]:
 class LocalLease:
     inbox: LocalInbox
     claim: Path
-    name: str
+    name: str  # the manifest's own name, without .json: what a release gives back, whatever the claim is called
+    kind: str | None = None  # what the entry is when not a regular file: it is never opened
     _body: bytes | None = None
+    _read: Stamp | None = None
+    _touched_ns: int | None = None  # the modification time the last extend set
     delivery: int = 1
     redelivers: bool = False  # a folder has no redelivery: the worker tries again itself
     final_attempt: bool = True
 
     @property
+    def label(self) -> str:
+        return printable(f"{self.name}.json")
+
+    @property
     def body(self) -> bytes:
+        if self.kind is not None:
+            raise not_regular(self.label, self.kind)
         if self._body is None:
-            self._body = self.claim.read_bytes()
+            self._body, self._read = read_manifest_file(self.claim, self.label)
         return self._body
+
+    def changed_since_read(self) -> bool:
+        """The claimed file is no longer what was read: a copy was still writing into it."""
+        if self._read is None:
+            return False
+        try:
+            size, mtime_ns = stamp(os.lstat(self.claim))
+        except OSError:
+            return False
+        return size != len(self._body or b"") or mtime_ns not in (self._read[1], self._touched_ns)
 
     def ack(self) -> None:
         done = self.inbox.root / DONE
         done.mkdir(exist_ok=True)
-        target = done / f"{self.name}.json"
-        if target.exists():
-            target = done / f"{self.name}.{time.time_ns()}.json"
-        os.replace(self.claim, target)
+        later = (f"{self.name}.{time.time_ns()}" for _ in itertools.count())
+        place(self.claim, done, itertools.chain([self.name], later))
 
     def release(self) -> None:
-        os.replace(self.claim, self.inbox.root / f"{self.name}.json")
+        self.inbox.put_back(self.claim, self.name)
 
     def retry_later(self) -> None:
         self.release()
 
     def extend(self) -> None:
-        os.utime(self.claim)
+        now = time.time_ns()
+        os.utime(self.claim, ns=(now, now), follow_symlinks=False)  # the link itself, never its target
+        self._touched_ns = now
 
 
 @dataclass
@@ -154,69 +193,117 @@ class LocalInbox:
     root: Path
     stale_after_s: float
     identity: str = field(default_factory=worker_identity)
-    settle_s: float = 0.2  # a file younger than this may still be being written by a non-atomic copy
+    settle_s: float = 2.0  # F5B_SETTLE_S: a non-atomic copy may still be writing a younger file
     poll_s: float = 1.0
+    settling: Settling = field(init=False)
+    _left_alone: set[str] = field(default_factory=set)  # folders named *.json, said once
+    _unclaimable: dict[str, Stamp] = field(default_factory=dict)  # entries a claim failed on, until they change
 
     @classmethod
     def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalInbox:
-        return cls(Path(url), stale_after_s=settings.claim_stale_s, identity=workdir.identity)
+        return cls(Path(url), stale_after_s=settings.claim_stale_s, identity=workdir.identity,
+                   settle_s=settings.settle_s)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / CLAIMS).mkdir(exist_ok=True)
+        self.settling = Settling(self.settle_s)
 
     def claim(self, *, once: bool, stop: threading.Event) -> list[LocalLease]:
         self.recover()
         while not stop.is_set():
             waiting = self._pending()
-            for path in waiting:
-                if self._settled(path) and (lease := self.take(path)) is not None:
+            waits = [self.settling.wait_s(name, st) for name, st in waiting]
+            for (name, st), wait_s in zip(waiting, waits, strict=True):
+                if wait_s == 0 and (lease := self.take(self.root / name, st)) is not None:
                     return [lease]
             if not waiting:
                 if once:
                     return []
                 self._wait_for_manifests(stop)
-            elif not any(self._settled(p) for p in self._pending()):
-                time.sleep(self.settle_s)
+            elif all(wait_s > 0 for wait_s in waits):
+                stop.wait(min(waits))
         return []
 
-    def take(self, path: Path) -> LocalLease | None:
+    def take(self, path: Path, seen: os.stat_result) -> LocalLease | None:
+        """Rename the entry itself to a claim name only this worker uses; None when it is gone or cannot be."""
         name = path.name.removesuffix(".json")
-        claim = self.root / CLAIMS / f"{name}@{self.identity}.json"
+        claim = self.root / CLAIMS / fit_name(name, f"@{self.identity}.json")
         try:
             os.rename(path, claim)
         except FileNotFoundError:
             return None  # another worker was faster
-        return LocalLease(self, claim, name)
+        except OSError as exc:
+            self._unclaimable[path.name] = stamp(seen)
+            logger.warning(f"{printable(path.name)} cannot be claimed, left in the inbox: {exc.strerror}",
+                           extra={"stage": "claim", "manifest": printable(path.name)})
+            return None
+        # A rename keeps the file's old mtime: without a touch, a worker on another host would take this live
+        # claim for a stale one (F5B_CLAIM_STALE_S) until the first heartbeat.
+        with contextlib.suppress(OSError):
+            os.utime(claim, follow_symlinks=False)
+        return LocalLease(self, claim, name, kind=entry_kind(seen.st_mode))  # even if swapped since: opened no-follow
+
+    def put_back(self, claim: Path, name: str) -> str | None:
+        """Return a claim to the inbox as `<name>.json`, or, that name taken meanwhile, under another: never over it."""
+        target = place(claim, self.root, and_then(name, "recovered"))
+        if target is None:
+            return None
+        back = target.name.removesuffix(".json")
+        if back != name:
+            logger.warning(f"{printable(name)}.json is in the inbox again (a new manifest of that name): the claimed "
+                           f"one goes back as {printable(target.name)}", extra={"stage": "claim"})
+        return back
 
     def recover(self) -> list[str]:
         """Return to the inbox the claims of workers that died; names of what was returned."""
         returned = []
-        host = socket.gethostname()
-        for claim in sorted((self.root / CLAIMS).glob("*.json")):
+        for claim in sorted(self._claims()):
             name, _, owner = claim.name.removesuffix(".json").rpartition("@")
-            owner_host, _, pid = owner.rpartition(".")
-            if owner == self.identity:
+            try:
+                back = self.put_back(claim, name) if name and self._owner_died(owner, claim) else None
+            except OSError as exc:  # one claim that cannot be returned is left, the others still are
+                logger.warning(f"claim {printable(claim.name)} cannot be returned: {exc.strerror}",
+                               extra={"stage": "claim"})
                 continue
-            if owner_host == host and pid.isdigit():
-                dead = not pid_alive(int(pid))
-            else:
-                dead = time.time() - claim.stat().st_mtime > self.stale_after_s
-            if dead:
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(claim, self.root / f"{name}.json")
-                    returned.append(name)
+            if back is not None:
+                returned.append(back)
         return returned
 
-    def _pending(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("*.json") if not p.name.startswith("."))
+    def _claims(self) -> list[Path]:
+        with os.scandir(self.root / CLAIMS) as entries:
+            return [Path(entry.path) for entry in entries if entry.name.endswith(".json")]
 
-    def _settled(self, path: Path) -> bool:
-        """Skip files still being written by a non-atomic copy."""
-        try:
-            return time.time() - path.stat().st_mtime >= self.settle_s
-        except FileNotFoundError:
+    def _owner_died(self, owner: str, claim: Path) -> bool:
+        owner_host, _, pid = owner.rpartition(".")
+        if owner == self.identity:
             return False
+        if owner_host == socket.gethostname() and pid.isdigit():
+            return not pid_alive(int(pid))
+        return time.time() - os.lstat(claim).st_mtime > self.stale_after_s
+
+    def _pending(self) -> list[tuple[str, os.stat_result]]:
+        """The entries that may be claimed, by name, with what they were when listed."""
+        found = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.endswith(".json"):
+                    continue
+                with contextlib.suppress(OSError):  # gone since the listing, or unreadable: not pending
+                    st = entry.stat(follow_symlinks=False)
+                    if self._claimable(entry.name, st):
+                        found.append((entry.name, st))
+        self.settling.keep_only({name for name, _ in found})
+        return sorted(found, key=lambda item: item[0])
+
+    def _claimable(self, name: str, st: os.stat_result) -> bool:
+        if stat.S_ISDIR(st.st_mode):
+            if name not in self._left_alone:
+                self._left_alone.add(name)
+                logger.warning(f"{printable(name)} is a folder, not a manifest: left alone",
+                               extra={"stage": "claim", "manifest": printable(name)})
+            return False
+        return self._unclaimable.get(name) != stamp(st)
 
     def _wait_for_manifests(self, stop: threading.Event) -> None:
         from watchfiles import watch
