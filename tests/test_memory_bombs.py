@@ -42,6 +42,7 @@ from tests.support.manifests import manifest
 from tests.support.memory import MEMORY_MARGIN, Measured, run_cli_measuring
 from tests.support.paths import VOICE
 from tests.support.results import read_s3_result
+from tests.support.scenarios import put_manifests
 from tests.support.workers import worker_env
 
 NORMAL = manifest("Hello there.", nfe_step=2)
@@ -130,10 +131,6 @@ def s3_run(endpoint: Endpoint, bucket: str, volume: Volume, tmp: Path) -> Measur
                              "--once", env=env, timeout=180)
 
 
-def put_manifest(s3: Any, bucket: str, name: str, body: dict[str, Any]) -> None:
-    s3.put_object(Bucket=bucket, Key=f"inbox/{name}.json", Body=json.dumps(body).encode())
-
-
 def test_hostile_voices_and_manifests_cost_no_more_memory_than_a_normal_job(
     moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume
 ) -> None:
@@ -141,17 +138,16 @@ def test_hostile_voices_and_manifests_cost_no_more_memory_than_a_normal_job(
     bucket = unique_name("bombs")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
-    put_manifest(s3, bucket, "normal", NORMAL)
+    put_manifests(s3, bucket, {"normal": NORMAL})
     normal = s3_run(moto_endpoint, bucket, tiny_volume, tmp_path / "normal")
     assert normal.returncode == 0, normal.output[-3000:]
 
     for voice in write_hostile_voices(tmp_path):
         s3.upload_file(str(voice), bucket, f"voices/{voice.name}")
-    for name, (voice, _, _) in HOSTILE_VOICES.items():
-        put_manifest(s3, bucket, name, manifest("Hello there.", nfe_step=2, voice=f"voices/{voice}"))
+    hostile_bodies = {name: manifest("Hello there.", nfe_step=2, voice=f"voices/{voice}")
+                      for name, (voice, _, _) in HOSTILE_VOICES.items()}
     others = ("a-normal-before-them", "zz-normal-after-them")
-    for name in others:
-        put_manifest(s3, bucket, name, NORMAL)
+    put_manifests(s3, bucket, {**hostile_bodies, **dict.fromkeys(others, NORMAL)})
     put_huge_manifest(s3, bucket, "inbox/huge.json", tmp_path)
     try:
         hostile = s3_run(moto_endpoint, bucket, tiny_volume, tmp_path / "hostile")
