@@ -11,13 +11,14 @@ both limits becomes the AudioSegment pydub would have made from it, sample for s
 
 from __future__ import annotations
 
+import errno
 import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from processor.errors import VoiceTooLarge, VoiceTooLong, VoiceUnreadable
+from processor.errors import ProcessingDiskFull, VoiceTooLarge, VoiceTooLong, VoiceUnreadable
 
 MAX_VOICE_S = 300  # F5-TTS uses ~12 s of it; a longer clip is a mistake, and an hour of PCM is a lot of memory
 # Five minutes of stereo at 48 kHz in 32-bit samples (what pydub decodes OGG, Opus and 24-bit FLAC to): every
@@ -156,10 +157,16 @@ def stream_pcm(out: IO[bytes], pcm: Path, probe: Probe) -> PcmFormat | None:
     fmt = read_wav_header(out)
     if fmt is None:
         return None
-    with pcm.open("wb") as f:
-        while chunk := out.read(_CHUNK):
-            f.write(chunk)
-            check_limits(fmt, f.tell(), probe)
+    try:
+        with pcm.open("wb") as f:
+            while chunk := out.read(_CHUNK):
+                f.write(chunk)
+                check_limits(fmt, f.tell(), probe)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the processing folder's trouble, not the clip's
+            raise ProcessingDiskFull(f"processing folder filled up while decoding the voice clip: {exc.strerror}"
+                                     ) from exc
+        raise
     return fmt
 
 

@@ -17,7 +17,9 @@ looked at, and an S3 manifest was read whole before its size was.
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -31,7 +33,7 @@ import pytest
 import soundfile as sf
 
 from processor.audio import MAX_VOICE_S
-from processor.errors import InvalidManifest, ManifestNotFound
+from processor.errors import InvalidManifest, ManifestNotFound, ProcessingDiskFull
 from processor.manifest import MAX_MANIFEST_BYTES
 from processor.retries import CallRetry
 from processor.storage.s3 import read_manifest
@@ -251,3 +253,12 @@ def test_bounded_decoding_gives_the_samples_pydub_gives(tmp_path: Path) -> None:
                                                                         theirs.sample_width), clip.name
         assert ours.raw_data == theirs.raw_data, clip.name
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_processing_folder_that_fills_up_while_decoding_is_not_the_clip_s_fault() -> None:
+    from processor.decoding import Probe, stream_pcm
+
+    header = b"RIFF\xff\xff\xff\xffWAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+    wav = io.BytesIO(header + b"data\xff\xff\xff\xff" + bytes(2 * 2**20))
+    with pytest.raises(ProcessingDiskFull, match="filled up while decoding"):
+        stream_pcm(wav, Path("/dev/full"), Probe("pcm_s16le", 10.0))  # every write to /dev/full is ENOSPC
