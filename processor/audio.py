@@ -8,7 +8,9 @@ folder, which is emptied after the job (upstream leaves a temp file per voice).
 
 Before pydub decodes a clip, `load_voice` refuses what upstream would crash on or
 silently misread (empty, truncated, NaN-filled, 64-bit float, over five minutes),
-each with a stable code; see its docstring for the rules.
+each with a stable code; see its docstring for the rules. The decoding itself
+(`processor.decoding`) is pydub's, bounded: it stops as soon as the audio passes
+the length limit, whatever the file's header claims.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from processor.errors import VoiceTooLong, VoiceUnreadable
+from processor.decoding import MAX_VOICE_S as MAX_VOICE_S
+from processor.decoding import decode, decoder_says
+from processor.errors import F5BatchError, VoiceTooLong, VoiceUnreadable
 
 CLIP_MS = 12_000
 MIN_VOICE_S = 0.3
-MAX_VOICE_S = 300  # F5-TTS uses ~12 s of it; a longer clip is a mistake, and an hour of PCM is a lot of memory
 
-# Containers whose header gives the exact length (libsndfile reads it without decoding). MP3's is an estimate.
+# Containers whose header gives the length (libsndfile reads it without decoding): one over the limit is refused
+# without decoding. MP3's is an estimate; FLAC's and OGG's can lie, so decoding is bounded anyway.
 EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC", "OGG"})
 _SCAN_FRAMES = 1 << 16
 
@@ -77,12 +81,14 @@ def prepare_voice(path: Path, voice_text: str, workdir: Path, key: str = "") -> 
 
 
 def load_voice(path: Path, workdir: Path) -> Any:
-    """Decode a voice clip with pydub, as F5-TTS does, after cheap checks that need no decoding.
+    """Decode a voice clip as pydub does for F5-TTS, after cheap checks that need no decoding.
 
     Refused (VoiceUnreadable): an empty file; a WAV cut short of the length its header declares (an
     interrupted upload: the transcript would no longer match); NaN or infinite samples; 64-bit float
     samples (pydub cannot read them); anything neither pydub nor ffmpeg decodes; under MIN_VOICE_S.
-    Refused (VoiceTooLong): over MAX_VOICE_S, from the header where it is exact, else once decoded.
+    Refused (VoiceTooLong): over MAX_VOICE_S, from the header where it gives the length, else as soon
+    as decoding passes it. Refused (VoiceTooLarge): samples past MAX_DECODED_BYTES once decoded (more
+    channels or a higher rate than stereo 48 kHz for five minutes).
     A clip whose data ends in a partial frame keeps its whole frames; formats without a declared
     length (MP3, ...) decode what is there.
     """
@@ -90,7 +96,7 @@ def load_voice(path: Path, workdir: Path) -> Any:
         raise VoiceUnreadable("voice clip is an empty file (0 bytes); upload the clip again")
     _check_wav_complete(path)
     path = _check_header(path, workdir)
-    aseg = _decode(path)
+    aseg = _decode(path, workdir)
     seconds = len(aseg) / 1000
     if seconds > MAX_VOICE_S:
         raise VoiceTooLong(f"voice clip is {seconds:.1f} s long; the limit is {MAX_VOICE_S} s (about 10 s is best)")
@@ -178,14 +184,14 @@ def _check_data_size(path: Path, declared: int, offset: int, block_align: int, b
     raise VoiceUnreadable(f"voice clip is truncated: its WAV header declares {lengths}; upload the complete file")
 
 
-def _decode(path: Path) -> Any:
-    from pydub import AudioSegment
-
+def _decode(path: Path, workdir: Path) -> Any:
     try:
-        aseg = AudioSegment.from_file(str(path))
+        aseg = decode(path, workdir)
+    except F5BatchError:  # refused with its own code
+        raise
     except Exception as exc:  # pydub raises CouldntDecodeError, IndexError, KeyError, OSError... for bad files
         raise VoiceUnreadable(
-            f"voice clip could not be decoded as audio ({_decoder_says(exc)}); use WAV, FLAC, MP3 or OGG"
+            f"voice clip could not be decoded as audio ({decoder_says(exc)}); use WAV, FLAC, MP3 or OGG"
         ) from exc
     if aseg.frame_rate <= 0 or aseg.channels <= 0 or aseg.sample_width not in (1, 2, 4):
         raise VoiceUnreadable(
@@ -196,12 +202,6 @@ def _decode(path: Path) -> Any:
     if partial:  # a file cut inside its last frame: keep the whole frames
         aseg = aseg._spawn(aseg.raw_data[: len(aseg.raw_data) - partial])
     return aseg
-
-
-def _decoder_says(exc: Exception) -> str:
-    """The gist of a decoder failure: ffmpeg's last line rather than its banner."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1][:300]}" if lines else type(exc).__name__
 
 
 def _clip_on_silence(aseg, silence, *, min_silence_len: int, silence_thresh: int):  # type: ignore[no-untyped-def]

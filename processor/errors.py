@@ -123,12 +123,13 @@ class VoiceUnreadable(PermanentError):
 
 class VoiceTooLong(PermanentError):
     code = "voice_too_long"
-    meaning = "the voice clip is longer than 300 s"
+    meaning = "the voice clip is longer than 300 s (by its header, or once decoded, whatever the header claims)"
 
 
 class VoiceTooLarge(PermanentError):
     code = "voice_too_large"
-    meaning = "the voice file is over F5B_VOICE_MAX_BYTES"
+    meaning = ("the voice file is over F5B_VOICE_MAX_BYTES, or decodes to over 115 MB of samples (more than "
+               "stereo 48 kHz for 300 s)")
 
 
 class VoiceAccessDenied(PermanentError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from processor.aws import S3Location
 from processor.errors import (
     F5BatchError,
+    InvalidManifest,
     ManifestNotFound,
     StorageError,
     StorageUnavailable,
@@ -25,6 +26,7 @@ from processor.errors import (
     VoiceNotFound,
     VoiceTooLarge,
 )
+from processor.manifest import MAX_MANIFEST_BYTES
 from processor.retries import CallRetry, error_code, http_status, is_transient
 from processor.storage.voice_cache import VoiceCache
 from processor.storage.workdir import disk_full
@@ -46,14 +48,34 @@ def storage_error(what: str, exc: Exception) -> F5BatchError:
 
 
 def read_manifest(client: Any, retry: CallRetry, bucket: str, key: str) -> bytes:
-    """A manifest object's bytes; one deleted since it was announced is a permanent failure of that job."""
+    """A manifest object's bytes; one deleted since it was announced is a permanent failure of that job.
+
+    Never more than MAX_MANIFEST_BYTES + 1 of them: an object whose announced length is over the limit
+    is refused unread, and so is a body that turns out longer (the server announced no length, or a
+    wrong one) once that much of it is read. Either is `invalid_manifest`, as a large file is.
+    """
     try:
         response = retry.call("s3 get manifest", lambda: client.get_object(Bucket=bucket, Key=key))
-        body: bytes = response["Body"].read()
+        return _bounded_body(response)
+    except F5BatchError:
+        raise
     except Exception as exc:
         if http_status(exc) == 404:
             raise ManifestNotFound(f"manifest s3://{bucket}/{key} no longer exists") from exc
         raise storage_error(f"reading s3://{bucket}/{key}", exc) from exc
+
+
+def _bounded_body(response: dict[str, Any]) -> bytes:
+    stream = response["Body"]
+    try:
+        size = int(response.get("ContentLength") or 0)
+        if size > MAX_MANIFEST_BYTES:
+            raise InvalidManifest(f"manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}")
+        body: bytes = stream.read(MAX_MANIFEST_BYTES + 1)
+    finally:
+        stream.close()  # unread bytes are dropped with the connection, not downloaded
+    if len(body) > MAX_MANIFEST_BYTES:  # the server announced no length, or a wrong one
+        raise InvalidManifest(f"manifest is more than {MAX_MANIFEST_BYTES} bytes; the limit is {MAX_MANIFEST_BYTES}")
     return body
 
 

@@ -144,7 +144,7 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "too-short-voice": (voice("voices/short.wav"), "voice_unreadable", "at least 0.3 s"),
     "silent-voice": (voice("voices/silent.wav"), "voice_unreadable", "silent"),
     "hour-long-flac": (voice("voices/hour.flac"), "voice_too_long", "3600.0 s long"),
-    "over-five-minutes-mp3": (voice("voices/long.mp3"), "voice_too_long", "320.0 s long"),
+    "over-five-minutes-mp3": (voice("voices/long.mp3"), "voice_too_long", "longer than 300 s"),
     "over-size-voice": (voice("voices/big.wav"), "voice_too_large", "limit"),
 }
 
