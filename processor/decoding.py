@@ -11,7 +11,6 @@ both limits becomes the AudioSegment pydub would have made from it, sample for s
 
 from __future__ import annotations
 
-import errno
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from processor.errors import ProcessingDiskFull, VoiceTooLarge, VoiceTooLong, VoiceUnreadable
+from processor.storage.workdir import disk_full
 
 MAX_VOICE_S = 300  # F5-TTS uses ~12 s of it; a longer clip is a mistake, and an hour of PCM is a lot of memory
 # Five minutes of stereo at 48 kHz in 32-bit samples (what pydub decodes OGG, Opus and 24-bit FLAC to): every
@@ -163,7 +163,7 @@ def stream_pcm(out: IO[bytes], pcm: Path, probe: Probe) -> PcmFormat | None:
                 f.write(chunk)
                 check_limits(fmt, f.tell(), probe)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the processing folder's trouble, not the clip's
+        if disk_full(exc):  # the processing folder's trouble, not the clip's
             raise ProcessingDiskFull(f"processing folder filled up while decoding the voice clip: {exc.strerror}"
                                      ) from exc
         raise
