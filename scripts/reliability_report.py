@@ -57,6 +57,7 @@ def test_reliability_report(moto_endpoint: Endpoint, seaweed_endpoint: Endpoint)
             scenarios.s3_inbox_leases(seaweed_endpoint, volume, tmp / "leases"),
             scenarios.duplicate_deliveries(moto_endpoint, volume, tmp / "duplicates"),
             scenarios.hostile(volume, tmp / "hostile"),
+            scenarios.hostile_world(volume, tmp / "hostile-world"),
         ]
         took = time.monotonic() - started
     print()

@@ -25,7 +25,8 @@ from processor.storage.s3 import under_prefix
 from processor.storage.volume import Volume
 
 from tests.support.aws import Endpoint, unique_name
-from tests.support.manifests import manifest, write_manifest
+from tests.support.hostile_world import SECRETS, SIGNATURES, write_escapes
+from tests.support.manifests import manifest
 from tests.support.paths import VOICE
 from tests.support.results import read_result, read_s3_result
 from tests.support.workers import local_worker_args, run_cli, worker_env
@@ -103,20 +104,6 @@ def test_overlapping_or_non_folder_locations_are_refused_at_start_up(tmp_path: P
 
 # --- one batch of local escapes ----------------------------------------------------------------------------
 
-SIGNATURES = {  # job -> (its voice, the secret it carries, percent-encoded as a signed URL inside a key would be)
-    "signed-voice-3d": ("voices/clip.wav%3FX-Amz-Algorithm%3DAWS4-HMAC-SHA256%26X-Amz-Signature%3D"
-                        "5ec2e70000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666777788%26x=1",
-                        "5ec2e70000aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666777788"),
-    "signed-voice-lowercase": ("voices/clip.wav%3fX-Amz-Credential%3dAKIASECRETCREDENTIAL%2F20261128%26"
-                               "X-Amz-Signature%3ddeadbeef00112233445566778899aabbccddeeff",
-                               "deadbeef00112233445566778899aabbccddeeff"),
-    "signed-voice-double-encoded": ("voices/clip.wav%253FX-Amz-Security-Token%253DFwoGZXIvDOUBLEENCODEDTOKEN"
-                                    "%2526X-Amz-Signature%253Dcafef00dcafef00dcafef00d",
-                                    "cafef00dcafef00dcafef00d"),
-}
-SECRETS = [secret for _, secret in SIGNATURES.values()] + ["AKIASECRETCREDENTIAL", "FwoGZXIvDOUBLEENCODEDTOKEN"]
-
-
 @dataclass
 class Batch:
     root: Path
@@ -131,33 +118,6 @@ class Batch:
         """The worker's log lines about `job`."""
         lines = (json.loads(line) for line in self.stdout.splitlines() if line.startswith("{"))
         return [event for event in lines if event.get("job") == job]
-
-
-def write_escapes(root: Path) -> tuple[Path, Path]:
-    """An inbox and outbox under `root` whose links lead out of them, and the manifests that try them."""
-    inbox, outbox, elsewhere = root / "inbox", root / "outbox", root / "elsewhere"
-    (inbox / "voices").mkdir(parents=True)
-    outbox.mkdir()
-    elsewhere.mkdir()
-    (inbox / "voices" / "narrator.wav").write_bytes(VOICE.read_bytes())
-    (root / "outside.wav").write_bytes(VOICE.read_bytes())  # a real clip: a voice that reached it would succeed
-    (inbox / "voices" / "outside-link.wav").symlink_to(root / "outside.wav")
-    (inbox / "voices" / "alias.wav").symlink_to("narrator.wav")  # a link that stays inside is fine
-    (inbox / "root").symlink_to("/")
-    os.mkfifo(inbox / "voices" / "pipe.wav")  # opening it to read would block a careless worker forever
-    (outbox / "linked-job").symlink_to(elsewhere)
-    jobs = {
-        "voice-link-outside": manifest("Hi.", voice="voices/outside-link.wav", **FAST),
-        "voice-through-root-link": manifest("Hi.", voice=f"root{root / 'outside.wav'}", **FAST),
-        "voice-fifo": manifest("Hi.", voice="voices/pipe.wav", **FAST),
-        "linked-job": manifest("Hi.", **FAST),
-        "good-alias": manifest("Hi.", voice="voices/alias.wav", **FAST),
-        "good": manifest("Hi.", **FAST),
-        **{job: manifest("Hi.", voice=voice, **FAST) for job, (voice, _) in SIGNATURES.items()},
-    }
-    for job, body in jobs.items():
-        write_manifest(inbox, job, body)
-    return inbox, outbox
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import soundfile as sf
 
 from processor.errors import InvalidJson
 from processor.job import Job
@@ -37,36 +32,12 @@ from processor.storage.entries import NAME_MAX, fit_name
 from processor.storage.local import CLAIMS, LocalInbox
 from processor.storage.volume import Volume
 
-from tests.support.manifests import manifest, write_manifest
+from tests.support.hostile_world import HUGE_BYTES, LONG_NAME, UNREADABLE, fast, odd_entries, short_voice_inbox
+from tests.support.manifests import write_manifest
 from tests.support.memory import MEMORY_MARGIN, Measured, run_cli_measuring
-from tests.support.paths import VOICE
 from tests.support.results import all_results, read_result
 from tests.support.waiting import wait_until
 from tests.support.workers import local_worker_args, start_worker, wait_for_exit, wait_for_text
-
-LONG_NAME = "n" * (NAME_MAX - len(".json"))  # the longest name a file system takes: its claim name would not fit
-HUGE_BYTES = 3 * 2**29  # 1.5 GiB, sparse: no disk used
-UNREADABLE = {"a": "FIFO", "dangling": "symbolic link", "zero": "symbolic link", "linked": "symbolic link",
-              "s": "socket"}
-
-
-def fast(text: str, **fields: Any) -> dict[str, Any]:
-    return manifest(text, nfe_step=2, **fields)
-
-
-def short_voice_inbox(root: Path) -> Path:
-    """`root/inbox` with a 1.5 s cut of the example voice: short prompts keep the batch fast."""
-    inbox = root / "inbox"
-    (inbox / "voices").mkdir(parents=True)
-    samples, rate = sf.read(VOICE, dtype="int16")
-    sf.write(inbox / "voices" / "narrator.wav", samples[: int(1.5 * rate)], rate)
-    return inbox
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 @dataclass
@@ -97,29 +68,6 @@ def baseline(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> M
     measured = run_once(root, tiny_volume)
     assert measured.returncode == 0, measured.output[-3000:]
     return measured
-
-
-@contextmanager
-def odd_entries(root: Path, inbox: Path) -> Iterator[None]:
-    """Every odd entry next to good manifests (`long-name`, `future`, `job`), while the socket's listener is open."""
-    write_manifest(inbox, LONG_NAME, fast("A long name.", id="long-name"))
-    os.mkfifo(inbox / "a.json")
-    (inbox / "dangling.json").symlink_to(root / "nowhere.json")
-    (inbox / "zero.json").symlink_to("/dev/zero")
-    (inbox / "linked.json").symlink_to(write_manifest(root, "outside", fast("Reached through a link.")))
-    future = write_manifest(inbox, "future", fast("From the future."))
-    later = time.time() + 3600
-    os.utime(future, (later, later))
-    (inbox / "d.json").mkdir()
-    huge = inbox / "huge.json"
-    huge.touch()
-    os.truncate(huge, HUGE_BYTES)
-    dead_claim = inbox / CLAIMS / f"job@{socket.gethostname()}.{dead_pid()}.json"
-    write_manifest(inbox / CLAIMS, dead_claim.name.removesuffix(".json"), fast("First.", id="job-first"))
-    write_manifest(inbox, "job", fast("Second.", id="job-second"))  # resubmitted while the old claim waited
-    with socket.socket(socket.AF_UNIX) as listener:
-        listener.bind(str(inbox / "s.json"))
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from processor.bootstrap import BootstrapPlan, bootstrap
 from processor.storage.volume import Volume
 
 from tests.support import hostile as corpus
+from tests.support import hostile_world as world
 from tests.support.aws import Endpoint, unique_name
 from tests.support.fault_proxy import FaultProxy
 from tests.support.manifests import manifest
@@ -232,8 +233,7 @@ def _queue_empty(sqs: Any, queue_url: str) -> bool:
 
 def log_events(folder: Path) -> list[dict[str, Any]]:
     """Every JSON log line the workers under `folder` wrote."""
-    return [json.loads(line) for log in sorted(folder.glob("*.log"))
-            for line in log.read_text().splitlines() if line.startswith("{")]
+    return [event for log in sorted(folder.glob("*.log")) for event in _events(log.read_text())]
 
 
 def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
@@ -270,3 +270,34 @@ def hostile(volume: Volume, tmp: Path) -> Outcome:
     duplicates = len(done) - len(expected)  # a manifest delivered twice leaves a second copy in .done
     return Outcome(f"hostile input ({len(corpus.BAD)} bad, {len(good)} good manifests)", len(expected), 0,
                    verdicts["succeeded"], verdicts["failed"], duplicates, verdicts["lost"])
+
+
+def hostile_world(volume: Volume, tmp: Path) -> Outcome:
+    """The second hostile corpus (tests/support/hostile_world.py) in its batches: each case must end with its
+    expected result, nothing may be written through a link, and no secret may be printed."""
+    entries, escapes = tmp / "entries", tmp / "escapes"
+    with world.odd_entries(entries, world.short_voice_inbox(entries)):
+        first = run_cli(*local_worker_args(entries, volume, "--once"), timeout=600)
+    world.write_escapes(escapes)
+    second = run_cli(*local_worker_args(escapes, volume, "--once"), timeout=600)
+    output = first.stdout + second.stdout
+    verdicts = _verdicts(entries / "outbox", world.ENTRY_EXPECTED)
+    verdicts += _verdicts(escapes / "outbox", world.ESCAPE_EXPECTED)
+    refused = [event for event in _events(second.stdout) if event.get("job") == world.LINKED_JOB
+               and event.get("code") == "storage_error"]
+    verdicts["failed" if refused and not any((escapes / "elsewhere").iterdir()) else "lost"] += 1
+    assert not [secret for secret in world.SECRETS if secret in output + second.stderr], "a secret was printed"
+    finished = Counter(event["job"] for event in _events(output) if event.get("stage") == "finished")
+    jobs = len(world.ENTRY_EXPECTED) + len(world.ESCAPE_EXPECTED) + 1
+    return Outcome(f"hostile world ({len(world.ENTRY_EXPECTED)} odd inbox entries, "
+                   f"{len(world.ESCAPE_EXPECTED) + 1} paths that lead out)", jobs, 0, verdicts["succeeded"],
+                   verdicts["failed"], sum(1 for n in finished.values() if n > 1), verdicts["lost"])
+
+
+def _verdicts(outbox: Path, expected: dict[str, str]) -> Counter[str]:
+    return Counter(verdict(read_result(outbox, job) if (outbox / job / RESULT).exists() else None, want)
+                   for job, want in expected.items())
+
+
+def _events(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
