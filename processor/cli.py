@@ -162,7 +162,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
     from processor import submit
     from processor.aws import S3Location, make_client
-    from processor.schemes import scheme_of
+    from processor.schemes import check_folder, scheme_of
 
     if args.queue:
         sqs = make_client("sqs")
@@ -171,6 +171,7 @@ def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
     if S3Location.bucket_of(args.inbox) is not None:
         location, s3 = S3Location.parse(args.inbox), make_client("s3", path_style=args.s3_path_style)
         return lambda sub: submit.to_s3(sub, location, s3)
+    check_folder(args.inbox, "inbox")
     inbox = Path(args.inbox)
     inbox.mkdir(parents=True, exist_ok=True)
     return lambda sub: submit.to_folder(sub, inbox)

@@ -41,6 +41,14 @@ def test_submit_drops_manifests_and_their_voice_into_the_inbox(tmp_path: Path) -
     assert again.returncode == 1 and "already waiting" in again.stderr
 
 
+def test_submit_to_an_inbox_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "inbox").write_text("not a folder")
+    out = run_cli("submit", str(EXAMPLES / "hello.json"), "--inbox", str(tmp_path / "inbox" / "jobs"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [f"f5-batch submit: inbox {str(tmp_path / 'inbox' / 'jobs')!r}: "
+                                               f"{str(tmp_path / 'inbox')!r} is not a folder"]
+
+
 def test_submit_refuses_invalid_manifests_with_their_code(tmp_path: Path) -> None:
     src = tmp_path / "src"
     bad = write_manifest(src, "typo", manifest(speeed=2))
