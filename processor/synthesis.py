@@ -12,7 +12,6 @@ chunks of several requests may share a sampling call, and nothing is printed.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from processor.errors import F5BatchError, JobTimeout, OutOfMemory, TextUnusable
 from processor.manifest import Manifest
 from processor.model import LoadedModel
 from processor.sampling import (
+    MAX_DURATION,
     BatchLimit,
     SamplingItem,
     SamplingSettings,
@@ -35,12 +35,11 @@ from processor.sampling import (
     mask_padding,
     sample,
 )
+from processor.text import FrameBudget, chunk_text, prompt_text
 
 TARGET_RMS = 0.1
 MAX_PROMPT_S = 22  # reference + chunk must stay under this (F5-TTS's training length)
 VOICE_CACHE = 32  # voices whose features stay on the device; a prompt's mel is ~100 KB in fp16
-
-_SENTENCE_END = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
 
 
 def _default(name: str) -> Any:
@@ -96,42 +95,43 @@ class Synthesizer(Protocol):
     def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | F5BatchError]: ...
 
 
-def chunk_text(text: str, max_chars: int = 135) -> list[str]:
-    """Split at sentence punctuation into chunks of at most `max_chars` UTF-8 bytes (F5-TTS's rule)."""
-    chunks: list[str] = []
-    current = ""
-    for sentence in _SENTENCE_END.split(text):
-        if not sentence:
-            continue
-        piece = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
-        if len(current.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
-            current += piece
-        else:
-            if current:
-                chunks.append(current.strip())
-            current = piece
-    if current:
-        chunks.append(current.strip())
-    return chunks
-
-
 def max_chunk_chars(voice: VoicePrompt, speed: float) -> int:
     """Bytes of text per chunk so that the voice plus the chunk fit in ~22 s."""
     seconds = voice.duration_s
     return int(len(voice.text.encode("utf-8")) / seconds * (MAX_PROMPT_S - seconds) * speed)
 
 
-def cross_fade(waves: list[np.ndarray], seconds: float, sample_rate: int) -> np.ndarray:
-    """Join chunks with a linear cross-fade, as F5-TTS does."""
-    final = waves[0]
+def frame_limit(cfm: Any) -> int:
+    """Frames one sampling item may hold: CFM.sample's clamp, and the positions F5-TTS's text embedding
+    precomputes when it has conv layers (8192 in F5TTS_v1_Base, ~87 s); a longer item fails with a shape error."""
+    text_embed = cfm.transformer.text_embed
+    if not getattr(text_embed, "extra_modeling", False):
+        return MAX_DURATION
+    return min(MAX_DURATION, int(text_embed.precompute_max_pos))
+
+
+def cross_fade(waves: Sequence[np.ndarray], seconds: float, sample_rate: int) -> np.ndarray:
+    """Join chunks with a linear cross-fade, as F5-TTS does, into one float32 array allocated once.
+
+    F5-TTS concatenates the whole join again for every chunk (quadratic in the chunks, and float64); here each
+    chunk's fade-in is added onto the tail already written. The overlaps are F5-TTS's: each at most `seconds`,
+    the next chunk's length and everything joined so far.
+    """
+    fade = int(seconds * sample_rate)
+    overlaps = []
+    joined = len(waves[0])
     for wave in waves[1:]:
-        n = min(int(seconds * sample_rate), len(final), len(wave))
-        if n <= 0:
-            final = np.concatenate([final, wave])
-            continue
-        faded = final[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
-        final = np.concatenate([final[:-n], faded, wave[n:]])
-    return final
+        overlaps.append(max(min(fade, joined, len(wave)), 0))
+        joined += len(wave) - overlaps[-1]
+    out = np.empty(joined, dtype=np.float32)
+    end = len(waves[0])
+    out[:end] = waves[0]
+    for wave, n in zip(waves[1:], overlaps, strict=True):
+        if n > 0:
+            out[end - n : end] = out[end - n : end] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+        out[end : end + len(wave) - n] = wave[n:]
+        end += len(wave) - n
+    return out
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,7 @@ class F5Synthesizer:
         self.sample_rate = model.sample_rate
         self.max_batch = max_batch
         self.device = model.device
+        self.frame_limit = frame_limit(model.cfm)
         self.limit = BatchLimit(model.cfm, max_batch, memory_fraction)
         self._lock = threading.Lock()
         self._deadline: float | None = None
@@ -216,11 +217,12 @@ class F5Synthesizer:
 
     def _job(self, request: SynthesisRequest, started: float) -> _Job | F5BatchError:
         try:
-            chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed))
+            reference = self._reference(request.voice)
+            budget = _budget(reference, request, self.frame_limit)
+            chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed), budget)
             if not chunks:
                 raise TextUnusable("text has nothing to speak once split into sentences")
-            reference = self._reference(request.voice)
-            items = self._items(reference, request, chunks)
+            items = self._items(reference, request, budget, chunks)
         except Exception as exc:  # a request that cannot be prepared fails alone
             return _failure(exc)
         limit = request.time_limit_s
@@ -256,25 +258,18 @@ class F5Synthesizer:
         mel = cfm.mel_spec(audio).permute(0, 2, 1).to(next(cfm.parameters()).dtype)[0]
         return _Reference(mel=mel, frames=audio.shape[-1] // self.model.hop_length, rms=rms)
 
-    def _items(self, reference: _Reference, request: SynthesisRequest, chunks: list[str]) -> list[SamplingItem]:
+    def _items(self, reference: _Reference, request: SynthesisRequest, budget: FrameBudget,
+               chunks: list[str]) -> list[SamplingItem]:
         """Tokens, length and noise per chunk; the noise drawn in chunk order from the request's own seed."""
         import torch
         from f5_tts.model.utils import convert_char_to_pinyin
 
         cfm = self.model.cfm
-        voice_text = request.voice.text
-        if len(voice_text[-1].encode("utf-8")) == 1:
-            voice_text = voice_text + " "
         generator = torch.Generator(device=cfm.device).manual_seed(request.seed)
         items = []
         for chunk in chunks:
-            # F5-TTS slows very short chunks down so that they are not swallowed.
-            speed = 0.3 if len(chunk.encode("utf-8")) < 10 else request.speed
-            estimate = reference.frames + int(
-                reference.frames / len(voice_text.encode("utf-8")) * len(chunk.encode("utf-8")) / speed
-            )
-            tokens = convert_char_to_pinyin([voice_text + chunk])[0]
-            duration = clamp_duration(estimate, len(tokens), reference.mel.shape[0])
+            tokens = convert_char_to_pinyin([budget.prompt_text + chunk])[0]
+            duration = clamp_duration(budget.frames(len(chunk.encode("utf-8"))), len(tokens), reference.mel.shape[0])
             noise = torch.randn(duration, cfm.num_channels, generator=generator, device=cfm.device,
                                 dtype=reference.mel.dtype)
             items.append(SamplingItem(cond=reference.mel, tokens=tokens, duration=duration, noise=noise))
@@ -347,6 +342,11 @@ class F5Synthesizer:
         if job.request.cross_fade <= 0:
             return np.concatenate(waves)
         return cross_fade(waves, job.request.cross_fade, self.sample_rate)
+
+
+def _budget(reference: _Reference, request: SynthesisRequest, limit: int) -> FrameBudget:
+    return FrameBudget(reference_frames=reference.frames, prompt_frames=reference.mel.shape[0],
+                       prompt_text=prompt_text(request.voice.text), speed=request.speed, limit=limit)
 
 
 def _by_settings(jobs: list[_Job]) -> dict[SamplingSettings, list[_Chunk]]:
