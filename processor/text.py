@@ -152,11 +152,12 @@ def _atoms(units: Sequence[str], level: int, max_chars: int, budget: FrameBudget
         size = _Size.of(piece)
         if size.fits(max_chars, budget):
             yield piece
-        elif level < CLUSTERS or (level == CLUSTERS and not size.fits(None, budget)):
-            finer = piece if level < CLUSTERS else [char for unit in piece for char in unit]
-            yield from _atoms(finer, level + 1, max_chars, budget)
-        elif size.fits(None, budget):  # one cluster or code point longer than max_chars: kept whole
-            yield piece
+        elif level < CLUSTERS:
+            yield from _atoms(piece, level + 1, max_chars, budget)
+        elif size.fits(None, budget) or budget.fits("".join(piece).strip()):
+            yield piece  # one cluster or code point: kept whole, past max_chars, where the model takes it
+        elif level == CLUSTERS:
+            yield from _atoms([char for unit in piece for char in unit], CODE_POINTS, max_chars, budget)
         else:
             raise TextUnusable(f"text cannot be spoken in this voice: its clip and transcript leave no room for "
                                f"U+{ord(piece[0][0]):04X} within the model's {budget.limit} frames; use a shorter clip")
