@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -164,6 +165,39 @@ class _Chunk:
     item: SamplingItem
 
 
+class _Pending:
+    """Chunks still to sample, longest first, and the requests they belong to; each step costs the chunks it
+    takes, not all those left (a 50,000-character text is thousands of chunks)."""
+
+    def __init__(self, chunks: list[_Chunk]) -> None:
+        self._chunks = deque(sorted(chunks, key=lambda chunk: chunk.item.duration, reverse=True))
+        self._left = Counter(chunk.job for chunk in chunks)
+
+    def expire(self) -> bool:
+        """Fail the requests past their time limit, drop the chunks of failed ones; whether any chunk is left."""
+        _expire(self._left)
+        if any(job.error is not None for job in self._left):
+            self._chunks = deque(chunk for chunk in self._chunks if chunk.job.error is None)
+            self._left = Counter(chunk.job for chunk in self._chunks)
+        return bool(self._chunks)
+
+    def longest(self) -> int:
+        return self._chunks[0].item.duration
+
+    def durations(self, count: int) -> list[int]:
+        return [chunk.item.duration for chunk in islice(self._chunks, count)]
+
+    def take(self, count: int) -> list[_Chunk]:
+        call = [self._chunks.popleft() for _ in range(count)]
+        self._left.subtract(chunk.job for chunk in call)
+        self._left += Counter()  # drops the requests with no chunk left
+        return call
+
+    def put_back(self, call: list[_Chunk]) -> None:
+        self._chunks.extendleft(reversed(call))
+        self._left.update(chunk.job for chunk in call)
+
+
 class F5Synthesizer:
     """Synthesizes with one model; chunks of several requests may share a sampling call.
 
@@ -277,17 +311,12 @@ class F5Synthesizer:
 
     def _sample_all(self, chunks: list[_Chunk], settings: SamplingSettings) -> None:
         """Longest first, in calls of similar lengths; a call that runs out of memory is retried in halves."""
-        pending = sorted(chunks, key=lambda chunk: chunk.item.duration, reverse=True)
-        while pending:
-            _expire(_jobs_of(pending))
-            pending = [chunk for chunk in pending if chunk.job.error is None]
-            if not pending:
-                return
-            cap = self.limit.items(pending[0].item.duration, settings.steps)
-            size = bucket_size([chunk.item.duration for chunk in pending], cap)
-            call, pending = pending[:size], pending[size:]
+        pending = _Pending(chunks)
+        while pending.expire():
+            cap = self.limit.items(pending.longest(), settings.steps)
+            call = pending.take(bucket_size(pending.durations(cap), cap))
             if not self._sample_call(call, settings):
-                pending = call + pending
+                pending.put_back(call)
 
     def _sample_call(self, call: list[_Chunk], settings: SamplingSettings) -> bool:
         """Sample and decode one call; False when it ran out of memory and should be retried smaller."""
