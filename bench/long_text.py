@@ -1,6 +1,6 @@
 """Long texts: does a job's time grow in proportion to its text, up to the manifest's 50,000 characters?
 
-    .venv/bin/python -m bench.long_text [--sizes 5000 20000 50000] [--steps 2] [--rounds 2]    # from the repo root
+    .venv/bin/python -m bench.long_text [--sizes 5000 20000 50000] [--steps 2] [--rounds 2] [--threads 1]
 
 Builds the tiny model and runs one job of English prose per size through the worker (a local inbox,
 `Worker.run(once=True)`: chunking, sampling, the cross-fade join, the WAV write), in one process with one loaded
@@ -10,6 +10,11 @@ F5-TTS's own `infer_process` on the smallest text (its chunks on a thread pool, 
 cross-fade join alone for the chunks of the largest text: F5-TTS's loop, which concatenates everything joined so
 far again for every chunk, against the worker's. Medians over the rounds; the load average (`uptime`) is printed
 with each round, as CPU time is shared on the development machines.
+
+Both sides sample without guidance (cfg_strength 0: one transformer pass a step instead of two, which halves the
+run and leaves the chunking, join and write as they are) and, by default, on one torch thread: on a shared 2-core
+machine torch's OpenMP threads wait on each other whenever another process holds a core, and the same job's time
+then swings two- to fourfold from one run to the next.
 """
 
 from __future__ import annotations
@@ -31,8 +36,7 @@ from processor.app import build_worker, load_synthesizer
 from processor.audio import prepare_voice
 from processor.settings import Settings
 from processor.storage.volume import ModelFolder, Volume
-from processor.synthesis import cross_fade, max_chunk_chars
-from processor.text import chunk_text
+from processor.synthesis import chunk_text, cross_fade, max_chunk_chars  # here on older commits too
 
 from bench import common
 from tests.support.manifests import manifest
@@ -66,7 +70,7 @@ def run_worker(settings: Settings, synthesizer: Any, text: str, steps: int) -> f
     (inbox / "voices").mkdir(parents=True, exist_ok=True)
     shutil.copy(VOICE, inbox / "voices" / "narrator.wav")
     path = inbox / "long.json"
-    path.write_text(json.dumps(manifest(text, nfe_step=steps, seed=1, cross_fade=CROSS_FADE_S)))
+    path.write_text(json.dumps(manifest(text, nfe_step=steps, cfg_strength=0.0, seed=1, cross_fade=CROSS_FADE_S)))
     os.utime(path, (time.time() - 60, time.time() - 60))  # dropped a while ago: no wait for the copy to settle
     worker = build_worker(settings, synthesizer)
     started = time.perf_counter()
@@ -92,7 +96,7 @@ def upstream(folder: ModelFolder) -> Any:
         started = time.perf_counter()
         with open(os.devnull, "w") as devnull, redirect_stdout(devnull):  # it prints every chunk
             ui.infer_process(ref_file, ref_text, text, model, vocoder, show_info=_quiet, progress=None,
-                             nfe_step=steps, cross_fade_duration=CROSS_FADE_S, device="cpu")
+                             nfe_step=steps, cfg_strength=0.0, cross_fade_duration=CROSS_FADE_S, device="cpu")
         return time.perf_counter() - started
 
     return infer
@@ -133,8 +137,13 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 50000])
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--volume", type=Path, default=REPO / "bench" / ".volume")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     volume = Volume(args.volume)
     volume.apply_cache_environment(offline=True)
     folder = volume.model("tiny")
@@ -179,13 +188,14 @@ def print_table(args: argparse.Namespace, ours: dict[int, list[float]], theirs: 
     largest, chunks, their_join, our_join = join
     print()
     print(f"Long texts, {common.machine()}")
-    print(f"tiny model on CPU, {args.steps} steps, English prose in the example voice, median of {args.rounds} "
-          f"rounds; {'; '.join(loads)}")
+    threads = args.threads or "torch's default"
+    print(f"tiny model on CPU ({threads} thread), {args.steps} steps, no guidance, English prose in the example voice, "
+          f"median of {args.rounds} rounds; {'; '.join(loads)}")
     print()
     print(common.table(["run", "wall s", "s per 1,000 characters", "vs worker at the smallest"], rows))
     print()
-    print(f"largest / smallest, seconds per 1,000 characters: **{max(per_k.values()) / per_k[smallest]:.2f}** "
-          "(claim: at most 1.3)")
+    print(f"seconds per 1,000 characters, highest / lowest of the sizes: "
+          f"**{max(per_k.values()) / min(per_k.values()):.2f}** (claim: at most 1.3)")
     print(f"cross-fade join alone, the {chunks} chunks of {largest:,} characters: F5-TTS's loop {their_join:.2f} s, "
           f"the worker's {our_join:.2f} s")
 

@@ -7,7 +7,10 @@ equals F5-TTS's own for the same seed. Deliberate differences: chunks are
 sampled one call after another (upstream runs them in threads that draw noise
 from the shared global generator in whatever order they start), each request's
 noise comes from its own generator (the same numbers `seed_everything` gives),
-chunks of several requests may share a sampling call, and nothing is printed.
+chunks of several requests may share a sampling call, nothing is printed, a
+sentence too long for the model is cut further (`processor.text`: upstream fails
+on it), and the cross-fade is written into one float32 array (upstream's join is
+quadratic in the chunks).
 """
 
 from __future__ import annotations

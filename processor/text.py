@@ -72,8 +72,8 @@ class FrameBudget:
 
     def fits_size(self, chunk_bytes: int, chunk_chars: int) -> bool:
         """Whether any chunk of this size fits, with its tokens bounded from its characters."""
-        tokens = TOKENS_PER_CHAR * (len(self.prompt_text) + chunk_chars)
-        return self._frames_fit(chunk_bytes) and tokens + 1 <= self.limit
+        most_tokens = TOKENS_PER_CHAR * (len(self.prompt_text) + chunk_chars)
+        return self._frames_fit(chunk_bytes) and most_tokens < self.limit
 
     def fits(self, chunk: str) -> bool:
         """Whether this chunk fits; its tokens are counted only where the bound says they might not."""
