@@ -12,9 +12,10 @@ far again for every chunk, against the worker's. Medians over the rounds; the lo
 with each round, as CPU time is shared on the development machines.
 
 Both sides sample without guidance (cfg_strength 0: one transformer pass a step instead of two, which halves the
-run and leaves the chunking, join and write as they are) and, by default, on one torch thread: on a shared 2-core
-machine torch's OpenMP threads wait on each other whenever another process holds a core, and the same job's time
-then swings two- to fourfold from one run to the next.
+run and leaves the chunking, join and write as they are) and, by default, on one core: one torch thread, and
+F5-TTS's thread pool one chunk at a time. On a shared 2-core machine torch's OpenMP threads wait on each other
+whenever another process holds a core, and the same job's time then swung two- to fivefold from one size to the
+next (`--threads 0` keeps torch's default and F5-TTS's pool).
 """
 
 from __future__ import annotations
@@ -82,10 +83,16 @@ def run_worker(settings: Settings, synthesizer: Any, text: str, steps: int) -> f
     return seconds
 
 
-def upstream(folder: ModelFolder) -> Any:
-    """F5-TTS's `infer_process` on the tiny model, loaded by F5-TTS's own `load_model` and `load_vocoder`."""
+def upstream(folder: ModelFolder, one_thread: bool) -> Any:
+    """F5-TTS's `infer_process` on the tiny model, loaded by F5-TTS's own `load_model` and `load_vocoder`;
+    with `one_thread`, its pool samples one chunk at a time, on one core as the worker does."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import f5_tts.infer.utils_infer as ui
     from f5_tts.model import DiT
+
+    if one_thread:
+        ui.ThreadPoolExecutor = lambda *args, **kwargs: ThreadPoolExecutor(max_workers=1)
 
     model = ui.load_model(DiT, folder.config()["arch"], str(folder.weights), vocab_file=str(folder.vocab),
                           device="cpu")
@@ -156,7 +163,7 @@ def main() -> int:
             "inbox": str(tmp / "inbox"), "outbox": str(tmp / "outbox"), "volume": volume.root, "model": "tiny",
             "device": "cpu", "processing_dir": tmp / "processing", "job_timeout_s": 3600})
         synthesizer = load_synthesizer(settings)
-        infer = upstream(folder)
+        infer = upstream(folder, one_thread=args.threads == 1)
         smallest = min(args.sizes)
         run_worker(settings, synthesizer, prose(500), args.steps)  # warm-up, on both sides
         infer(prose(500), args.steps)
