@@ -74,7 +74,8 @@ class VoiceTextRequired(PermanentError):
 
 class TextUnusable(PermanentError):
     code = "text_unusable"
-    meaning = "nothing to speak once the text is split into sentences"
+    meaning = ("nothing to speak: the text holds only invisible characters (zero-width, format, variation "
+               "selectors)")
 
 
 class InvalidMessage(PermanentError):

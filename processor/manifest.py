@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic_core import PydanticCustomError
 
 from processor.errors import InvalidJson, InvalidManifest, VoiceTextRequired
+from processor.text import check_speakable
 
 MANIFEST_VERSION: Literal[1] = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -156,6 +157,7 @@ def parse_manifest(body: bytes, default_id: str) -> Manifest:
         manifest = Manifest.model_validate(data if named else {**data, "id": default_id})
     except ValidationError as exc:
         raise InvalidManifest(describe_validation_error(exc)) from exc
+    check_speakable(manifest.text)  # before any voice is fetched: zero-width characters alone make seconds of noise
     return manifest
 
 

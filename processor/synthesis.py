@@ -7,17 +7,20 @@ equals F5-TTS's own for the same seed. Deliberate differences: chunks are
 sampled one call after another (upstream runs them in threads that draw noise
 from the shared global generator in whatever order they start), each request's
 noise comes from its own generator (the same numbers `seed_everything` gives),
-chunks of several requests may share a sampling call, and nothing is printed.
+chunks of several requests may share a sampling call, nothing is printed, a
+sentence too long for the model is cut further (`processor.text`: upstream fails
+on it), and the cross-fade is written into one float32 array (upstream's join is
+quadratic in the chunks).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,6 +30,7 @@ from processor.errors import F5BatchError, JobTimeout, OutOfMemory, TextUnusable
 from processor.manifest import Manifest
 from processor.model import LoadedModel
 from processor.sampling import (
+    MAX_DURATION,
     BatchLimit,
     SamplingItem,
     SamplingSettings,
@@ -35,12 +39,11 @@ from processor.sampling import (
     mask_padding,
     sample,
 )
+from processor.text import FrameBudget, chunk_text, prompt_text
 
 TARGET_RMS = 0.1
 MAX_PROMPT_S = 22  # reference + chunk must stay under this (F5-TTS's training length)
 VOICE_CACHE = 32  # voices whose features stay on the device; a prompt's mel is ~100 KB in fp16
-
-_SENTENCE_END = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
 
 
 def _default(name: str) -> Any:
@@ -96,42 +99,43 @@ class Synthesizer(Protocol):
     def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | F5BatchError]: ...
 
 
-def chunk_text(text: str, max_chars: int = 135) -> list[str]:
-    """Split at sentence punctuation into chunks of at most `max_chars` UTF-8 bytes (F5-TTS's rule)."""
-    chunks: list[str] = []
-    current = ""
-    for sentence in _SENTENCE_END.split(text):
-        if not sentence:
-            continue
-        piece = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
-        if len(current.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
-            current += piece
-        else:
-            if current:
-                chunks.append(current.strip())
-            current = piece
-    if current:
-        chunks.append(current.strip())
-    return chunks
-
-
 def max_chunk_chars(voice: VoicePrompt, speed: float) -> int:
     """Bytes of text per chunk so that the voice plus the chunk fit in ~22 s."""
     seconds = voice.duration_s
     return int(len(voice.text.encode("utf-8")) / seconds * (MAX_PROMPT_S - seconds) * speed)
 
 
-def cross_fade(waves: list[np.ndarray], seconds: float, sample_rate: int) -> np.ndarray:
-    """Join chunks with a linear cross-fade, as F5-TTS does."""
-    final = waves[0]
+def frame_limit(cfm: Any) -> int:
+    """Frames one sampling item may hold: CFM.sample's clamp, and the positions F5-TTS's text embedding
+    precomputes when it has conv layers (8192 in F5TTS_v1_Base, ~87 s); a longer item fails with a shape error."""
+    text_embed = cfm.transformer.text_embed
+    if not getattr(text_embed, "extra_modeling", False):
+        return MAX_DURATION
+    return min(MAX_DURATION, int(text_embed.precompute_max_pos))
+
+
+def cross_fade(waves: Sequence[np.ndarray], seconds: float, sample_rate: int) -> np.ndarray:
+    """Join chunks with a linear cross-fade, as F5-TTS does, into one float32 array allocated once.
+
+    F5-TTS concatenates the whole join again for every chunk (quadratic in the chunks, and float64); here each
+    chunk's fade-in is added onto the tail already written. The overlaps are F5-TTS's: each at most `seconds`,
+    the next chunk's length and everything joined so far.
+    """
+    fade = int(seconds * sample_rate)
+    overlaps = []
+    joined = len(waves[0])
     for wave in waves[1:]:
-        n = min(int(seconds * sample_rate), len(final), len(wave))
-        if n <= 0:
-            final = np.concatenate([final, wave])
-            continue
-        faded = final[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
-        final = np.concatenate([final[:-n], faded, wave[n:]])
-    return final
+        overlaps.append(max(min(fade, joined, len(wave)), 0))
+        joined += len(wave) - overlaps[-1]
+    out = np.empty(joined, dtype=np.float32)
+    end = len(waves[0])
+    out[:end] = waves[0]
+    for wave, n in zip(waves[1:], overlaps, strict=True):
+        if n > 0:
+            out[end - n : end] = out[end - n : end] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+        out[end : end + len(wave) - n] = wave[n:]
+        end += len(wave) - n
+    return out
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,39 @@ class _Chunk:
     item: SamplingItem
 
 
+class _Pending:
+    """Chunks still to sample, longest first, and the requests they belong to; each step costs the chunks it
+    takes, not all those left (a 50,000-character text is thousands of chunks)."""
+
+    def __init__(self, chunks: list[_Chunk]) -> None:
+        self._chunks = deque(sorted(chunks, key=lambda chunk: chunk.item.duration, reverse=True))
+        self._left = Counter(chunk.job for chunk in chunks)
+
+    def expire(self) -> bool:
+        """Fail the requests past their time limit, drop the chunks of failed ones; whether any chunk is left."""
+        _expire(self._left)
+        if any(job.error is not None for job in self._left):
+            self._chunks = deque(chunk for chunk in self._chunks if chunk.job.error is None)
+            self._left = Counter(chunk.job for chunk in self._chunks)
+        return bool(self._chunks)
+
+    def longest(self) -> int:
+        return self._chunks[0].item.duration
+
+    def durations(self, count: int) -> list[int]:
+        return [chunk.item.duration for chunk in islice(self._chunks, count)]
+
+    def take(self, count: int) -> list[_Chunk]:
+        call = [self._chunks.popleft() for _ in range(count)]
+        self._left.subtract(chunk.job for chunk in call)
+        self._left += Counter()  # drops the requests with no chunk left
+        return call
+
+    def put_back(self, call: list[_Chunk]) -> None:
+        self._chunks.extendleft(reversed(call))
+        self._left.update(chunk.job for chunk in call)
+
+
 class F5Synthesizer:
     """Synthesizes with one model; chunks of several requests may share a sampling call.
 
@@ -187,6 +224,7 @@ class F5Synthesizer:
         self.sample_rate = model.sample_rate
         self.max_batch = max_batch
         self.device = model.device
+        self.frame_limit = frame_limit(model.cfm)
         self.limit = BatchLimit(model.cfm, max_batch, memory_fraction)
         self._lock = threading.Lock()
         self._deadline: float | None = None
@@ -216,11 +254,12 @@ class F5Synthesizer:
 
     def _job(self, request: SynthesisRequest, started: float) -> _Job | F5BatchError:
         try:
-            chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed))
+            reference = self._reference(request.voice)
+            budget = _budget(reference, request, self.frame_limit)
+            chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed), budget)
             if not chunks:
                 raise TextUnusable("text has nothing to speak once split into sentences")
-            reference = self._reference(request.voice)
-            items = self._items(reference, request, chunks)
+            items = self._items(reference, request, budget, chunks)
         except Exception as exc:  # a request that cannot be prepared fails alone
             return _failure(exc)
         limit = request.time_limit_s
@@ -256,25 +295,18 @@ class F5Synthesizer:
         mel = cfm.mel_spec(audio).permute(0, 2, 1).to(next(cfm.parameters()).dtype)[0]
         return _Reference(mel=mel, frames=audio.shape[-1] // self.model.hop_length, rms=rms)
 
-    def _items(self, reference: _Reference, request: SynthesisRequest, chunks: list[str]) -> list[SamplingItem]:
+    def _items(self, reference: _Reference, request: SynthesisRequest, budget: FrameBudget,
+               chunks: list[str]) -> list[SamplingItem]:
         """Tokens, length and noise per chunk; the noise drawn in chunk order from the request's own seed."""
         import torch
         from f5_tts.model.utils import convert_char_to_pinyin
 
         cfm = self.model.cfm
-        voice_text = request.voice.text
-        if len(voice_text[-1].encode("utf-8")) == 1:
-            voice_text = voice_text + " "
         generator = torch.Generator(device=cfm.device).manual_seed(request.seed)
         items = []
         for chunk in chunks:
-            # F5-TTS slows very short chunks down so that they are not swallowed.
-            speed = 0.3 if len(chunk.encode("utf-8")) < 10 else request.speed
-            estimate = reference.frames + int(
-                reference.frames / len(voice_text.encode("utf-8")) * len(chunk.encode("utf-8")) / speed
-            )
-            tokens = convert_char_to_pinyin([voice_text + chunk])[0]
-            duration = clamp_duration(estimate, len(tokens), reference.mel.shape[0])
+            tokens = convert_char_to_pinyin([budget.prompt_text + chunk])[0]
+            duration = clamp_duration(budget.frames(len(chunk.encode("utf-8"))), len(tokens), reference.mel.shape[0])
             noise = torch.randn(duration, cfm.num_channels, generator=generator, device=cfm.device,
                                 dtype=reference.mel.dtype)
             items.append(SamplingItem(cond=reference.mel, tokens=tokens, duration=duration, noise=noise))
@@ -282,17 +314,12 @@ class F5Synthesizer:
 
     def _sample_all(self, chunks: list[_Chunk], settings: SamplingSettings) -> None:
         """Longest first, in calls of similar lengths; a call that runs out of memory is retried in halves."""
-        pending = sorted(chunks, key=lambda chunk: chunk.item.duration, reverse=True)
-        while pending:
-            _expire(_jobs_of(pending))
-            pending = [chunk for chunk in pending if chunk.job.error is None]
-            if not pending:
-                return
-            cap = self.limit.items(pending[0].item.duration, settings.steps)
-            size = bucket_size([chunk.item.duration for chunk in pending], cap)
-            call, pending = pending[:size], pending[size:]
+        pending = _Pending(chunks)
+        while pending.expire():
+            cap = self.limit.items(pending.longest(), settings.steps)
+            call = pending.take(bucket_size(pending.durations(cap), cap))
             if not self._sample_call(call, settings):
-                pending = call + pending
+                pending.put_back(call)
 
     def _sample_call(self, call: list[_Chunk], settings: SamplingSettings) -> bool:
         """Sample and decode one call; False when it ran out of memory and should be retried smaller."""
@@ -347,6 +374,11 @@ class F5Synthesizer:
         if job.request.cross_fade <= 0:
             return np.concatenate(waves)
         return cross_fade(waves, job.request.cross_fade, self.sample_rate)
+
+
+def _budget(reference: _Reference, request: SynthesisRequest, limit: int) -> FrameBudget:
+    return FrameBudget(reference_frames=reference.frames, prompt_frames=reference.mel.shape[0],
+                       prompt_text=prompt_text(request.voice.text), speed=request.speed, limit=limit)
 
 
 def _by_settings(jobs: list[_Job]) -> dict[SamplingSettings, list[_Chunk]]:

@@ -102,6 +102,8 @@ def render(schema: dict[str, Any], example: str) -> str:
         f"{MAX_MANIFEST_BYTES // 1024} KiB; any schema violation above.",
         "- `invalid_json`: not JSON, not UTF-8, NaN or infinite numbers, huge numbers, deep nesting.",
         "- `voice_text_required`: no transcript of the voice clip.",
+        "- `text_unusable`: `text` holds nothing to speak, only invisible characters (zero-width spaces and",
+        "  joiners, U+2060, U+FEFF, variation selectors, combining marks with nothing to combine with).",
         "- `voice_not_allowed`: a `voice` outside where voices may come from. With a local inbox it is a",
         "  path relative to the inbox folder (no `..`, no absolute path, no URL), and its real path, symbolic",
         "  links followed, is inside the inbox folder too; with an S3 inbox, a key in the inbox bucket or",

@@ -27,6 +27,13 @@ def is_forbidden(char: str) -> bool:
             or 0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE or 0x202A <= cp <= 0x202E or 0x2066 <= cp <= 0x2069)
 
 
+def sounds(char: str) -> bool:
+    """The rule for text worth speaking, restated: something other than whitespace, format characters (zero-width
+    ones), combining marks alone, and the Hangul fillers."""
+    return (not char.isspace() and unicodedata.category(char) not in {"Cf", "Mn", "Me", "Zs", "Zl", "Zp"}
+            and char not in "\u115f\u1160\u3164\uffa0")
+
+
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ID_RE = re.compile(ID_PATTERN)
 FIELDS = ["id", "text", "voice", "voice_text", "format", "speed", "nfe_step", "cfg_strength", "sway_sampling_coef",
@@ -60,7 +67,7 @@ def check_parse(body: bytes, name: str) -> Manifest | None:
     try:
         manifest = parse_manifest(body, name)
     except PermanentError as err:
-        assert err.code in {"invalid_json", "invalid_manifest", "voice_text_required"}
+        assert err.code in {"invalid_json", "invalid_manifest", "voice_text_required", "text_unusable"}
         assert err.message and err.message.encode("utf-8"), "messages go into result.json: they must encode"
         return None
     assert ID_RE.fullmatch(manifest.job_id)
@@ -105,8 +112,14 @@ def test_valid_manifests_are_accepted(base: dict[str, Any], name: str) -> None:
 @given(text=st.text(alphabet=st.characters(exclude_categories=["Cc", "Cs", "Cn"]) | st.sampled_from("\t\n\r"),
                     min_size=1, max_size=200).filter(lambda t: t.strip() and not any(map(is_forbidden, t))))
 def test_ordinary_unicode_text_is_accepted(text: str) -> None:
-    """Accents, CJK, emoji, private use, tab/newline/CR: valid; sent as raw UTF-8, not escapes."""
+    """Accents, CJK, emoji, private use, tab/newline/CR: valid; sent as raw UTF-8, not escapes. Only invisible
+    characters (zero-width, format, lone combining marks): nothing to speak."""
     body = json.dumps({"text": text, "voice": "v.wav", "voice_text": "hi"}, ensure_ascii=False).encode()
+    if not any(map(sounds, text)):
+        with pytest.raises(PermanentError) as err:
+            parse_manifest(body, "job")
+        assert err.value.code == "text_unusable"
+        return
     manifest = check_parse(body, "job")
     assert manifest is not None and manifest.text == text
 

@@ -50,6 +50,38 @@ def test_cross_fade_overlaps_chunks() -> None:
     assert len(cross_fade([a, b], seconds=1.0, sample_rate=24000)) == 1000  # overlap capped at the shorter
 
 
+def quadratic_join(waves: list[np.ndarray], seconds: float, sample_rate: int) -> np.ndarray:
+    """F5-TTS 1.1.22's cross-fade loop (infer_batch_process), as the worker had it: the reference."""
+    final = waves[0]
+    for wave in waves[1:]:
+        n = min(int(seconds * sample_rate), len(final), len(wave))
+        if n <= 0:
+            final = np.concatenate([final, wave])
+            continue
+        faded = final[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+        final = np.concatenate([final[:-n], faded, wave[n:]])
+    return final
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 400), min_size=1, max_size=12), seconds=st.floats(0.0, 0.02),
+       seed=st.integers(0, 2**32 - 1))
+def test_the_join_equals_f5_tts_s_up_to_float32_rounding(lengths: list[int], seconds: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    waves = [rng.uniform(-1, 1, n).astype(np.float32) for n in lengths]
+    ours = cross_fade(waves, seconds, 24000)
+    theirs = quadratic_join(waves, seconds, 24000)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_the_join_of_many_chunks_is_float32_and_as_long_as_f5_tts_s() -> None:
+    waves: list[Any] = [np.full(3000, i, np.float32) for i in range(400)]
+    joined = cross_fade(waves, 0.05, 24000)  # 1200 samples of overlap each
+    assert joined.dtype == np.float32 and len(joined) == 400 * 3000 - 399 * 1200
+    assert joined[0] == 0 and joined[-1] == 399
+
+
 @pytest.fixture(scope="module")
 def cfm(tiny_model: ModelFolder) -> Any:
     from processor.model import load_model
