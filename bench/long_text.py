@@ -37,7 +37,8 @@ from processor.app import build_worker, load_synthesizer
 from processor.audio import prepare_voice
 from processor.settings import Settings
 from processor.storage.volume import ModelFolder, Volume
-from processor.synthesis import chunk_text, cross_fade, max_chunk_chars  # here on older commits too
+from processor.synthesis import cross_fade, max_chunk_chars
+from processor.text import chunk_text
 
 from bench import common
 from tests.support.manifests import manifest

@@ -20,31 +20,14 @@ import soundfile as sf
 from processor.audio import prepare_voice
 from processor.storage.volume import Volume
 
-from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.hostile_world import LONG, write_texts
+from tests.support.manifests import inbox_with_voice
 from tests.support.paths import VOICE, VOICE_TEXT
 from tests.support.results import read_result
 from tests.support.workers import local_worker_args, run_cli
 
 RATE = 24000
-FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one grapheme cluster of 7 code points
-WORDS = "the quick brown fox jumps over the lazy dog and keeps on running".split()
 
-
-def words(count: int) -> str:
-    return " ".join(WORDS[i % len(WORDS)] for i in range(count))
-
-
-# Each is one "sentence" to F5-TTS's chunking, past the model's limit in the example voice (about 1,110 bytes at
-# speed 1, 330 at 0.3): on the code before this change each failed with internal_error (a shape error).
-LONG: dict[str, tuple[str, float]] = {
-    "no-punctuation": (words(230), 1.0),
-    "slow": (words(64), 0.3),
-    "chinese-without-spaces": ("我们今天去公园散步然后一起吃午饭" * 24, 1.0),
-    "urls": (" ".join(f"https://example.com/a/{i}/page?query=value&x={i}" for i in range(24)), 1.0),
-    "emoji": (("😀" + FAMILY + "🇫🇷👍🏽") * 27, 1.0),
-    "punctuation": ("...---!!!???" * 96, 1.0),
-}
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\ufe0f" * 40
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +37,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Path
     Each long text is some 90 s of speech: without guidance (cfg_strength 0, one transformer pass a step instead
     of two) and with a job's chunks sampled together (--max-batch), it costs a few seconds."""
     root = tmp_path_factory.mktemp("long-text")
-    inbox = inbox_with_voice(root)
-    for name, (text, speed) in LONG.items():
-        write_manifest(inbox, name, manifest(text, speed=speed, nfe_step=2, cfg_strength=0.0))
-    write_manifest(inbox, "invisible", manifest(INVISIBLE, nfe_step=2, voice="voices/missing.wav"))
-    write_manifest(inbox, "plain", manifest("Hello there. This is a normal text.", nfe_step=2))
+    write_texts(inbox_with_voice(root))
     out = run_cli(*local_worker_args(root, tiny_volume, "--once", "--max-batch", "8"), timeout=280)
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     return root / "outbox"

@@ -1,9 +1,10 @@
 """The second hostile corpus: what an attacker or a careless operator puts where the worker looks, as data.
 
-Two batches, each run through the real CLI with `--once`: odd inbox entries (a name too long to claim, a FIFO,
-links, a socket, a folder, a 1.5 GiB file, a future date, a dead worker's claim beside a resubmitted manifest), and
-paths that lead out (voice links out of the inbox, a linked outbox job folder, percent-encoded signatures).
-`tests/test_inbox_entries.py` and `tests/test_escapes.py` check each case one by one; the reliability report
+Three batches, each run through the real CLI with `--once`: odd inbox entries (a name too long to claim, a FIFO,
+links, a socket, a folder, a 1.5 GiB file, a future date, a dead worker's claim beside a resubmitted manifest),
+paths that lead out (voice links out of the inbox, a linked outbox job folder, percent-encoded signatures), and
+texts without sentence breaks. `tests/test_inbox_entries.py`, `tests/test_escapes.py` and `tests/test_long_text.py`
+check each case one by one; the reliability report
 (`scenarios.hostile_world`) runs the same batches and counts what came out.
 """
 
@@ -127,3 +128,36 @@ def write_escapes(root: Path) -> tuple[Path, Path]:
     for job, body in jobs.items():
         write_manifest(inbox, job, body)
     return inbox, outbox
+
+
+# --- texts F5-TTS's chunking leaves too long for the model -------------------------------------------------
+
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one grapheme cluster of 7 code points
+WORDS = "the quick brown fox jumps over the lazy dog and keeps on running".split()
+
+
+def words(count: int) -> str:
+    return " ".join(WORDS[i % len(WORDS)] for i in range(count))
+
+
+# Each is one "sentence" to F5-TTS's chunking, past the model's limit in the example voice (about 1,110 bytes at
+# speed 1, 330 at 0.3): on the code before this change each failed with internal_error (a shape error).
+LONG: dict[str, tuple[str, float]] = {
+    "no-punctuation": (words(230), 1.0),
+    "slow": (words(64), 0.3),
+    "chinese-without-spaces": ("我们今天去公园散步然后一起吃午饭" * 24, 1.0),
+    "urls": (" ".join(f"https://example.com/a/{i}/page?query=value&x={i}" for i in range(24)), 1.0),
+    "emoji": (("😀" + FAMILY + "🇫🇷👍🏽") * 27, 1.0),
+    "punctuation": ("...---!!!???" * 96, 1.0),
+}
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\ufe0f" * 40
+TEXT_EXPECTED = {**dict.fromkeys(LONG, "succeeded"), "invisible": "text_unusable", "plain": "succeeded"}
+
+
+def write_texts(inbox: Path) -> None:
+    """The long texts (without guidance, so that some 90 s of speech each costs seconds), the invisible one (whose
+    voice is missing: it must fail before the voice is looked at) and a plain one."""
+    for name, (text, speed) in LONG.items():
+        write_manifest(inbox, name, manifest(text, speed=speed, nfe_step=2, cfg_strength=0.0))
+    write_manifest(inbox, "invisible", manifest(INVISIBLE, nfe_step=2, voice="voices/missing.wav"))
+    write_manifest(inbox, "plain", manifest("Hello there. This is a normal text.", nfe_step=2))

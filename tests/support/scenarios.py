@@ -23,7 +23,7 @@ from tests.support import hostile as corpus
 from tests.support import hostile_world as world
 from tests.support.aws import Endpoint, unique_name
 from tests.support.fault_proxy import FaultProxy
-from tests.support.manifests import manifest
+from tests.support.manifests import inbox_with_voice, manifest
 from tests.support.paths import VOICE
 from tests.support.results import (
     RESULT,
@@ -280,17 +280,22 @@ def hostile_world(volume: Volume, tmp: Path) -> Outcome:
         first = run_cli(*local_worker_args(entries, volume, "--once"), timeout=600)
     world.write_escapes(escapes)
     second = run_cli(*local_worker_args(escapes, volume, "--once"), timeout=600)
-    output = first.stdout + second.stdout
+    texts = tmp / "texts"
+    world.write_texts(inbox_with_voice(texts))
+    third = run_cli(*local_worker_args(texts, volume, "--once", "--max-batch", "8"), timeout=600)
+    output = first.stdout + second.stdout + third.stdout
     verdicts = _verdicts(entries / "outbox", world.ENTRY_EXPECTED)
     verdicts += _verdicts(escapes / "outbox", world.ESCAPE_EXPECTED)
+    verdicts += _verdicts(texts / "outbox", world.TEXT_EXPECTED)
     refused = [event for event in _events(second.stdout) if event.get("job") == world.LINKED_JOB
                and event.get("code") == "storage_error"]
     verdicts["failed" if refused and not any((escapes / "elsewhere").iterdir()) else "lost"] += 1
     assert not [secret for secret in world.SECRETS if secret in output + second.stderr], "a secret was printed"
     finished = Counter(event["job"] for event in _events(output) if event.get("stage") == "finished")
-    jobs = len(world.ENTRY_EXPECTED) + len(world.ESCAPE_EXPECTED) + 1
-    return Outcome(f"hostile world ({len(world.ENTRY_EXPECTED)} odd inbox entries, "
-                   f"{len(world.ESCAPE_EXPECTED) + 1} paths that lead out)", jobs, 0, verdicts["succeeded"],
+    entry_jobs, escape_jobs = len(world.ENTRY_EXPECTED), len(world.ESCAPE_EXPECTED) + 1
+    text_jobs = len(world.TEXT_EXPECTED)
+    return Outcome(f"hostile world ({entry_jobs} odd inbox entries, {escape_jobs} paths that lead out, "
+                   f"{text_jobs} unbreakable texts)", entry_jobs + escape_jobs + text_jobs, 0, verdicts["succeeded"],
                    verdicts["failed"], sum(1 for n in finished.values() if n > 1), verdicts["lost"])
 
 
