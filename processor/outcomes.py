@@ -234,8 +234,10 @@ class Released(Outcome):
     def trouble(self) -> str | None:
         if self.cause is None:
             return None
+        fix = ("free space on the outbox disk (or fix its permissions)" if isinstance(self.cause, OutboxUnwritable)
+               else "check the outbox store's health")
         return (f"the outbox cannot be written ({self.cause.message}); the manifests not done are back in the "
-                "inbox: free space on the outbox disk (or fix its permissions), then run the worker again")
+                f"inbox: {fix}, then run the worker again")
 
 
 @dataclass(frozen=True)
@@ -251,15 +253,19 @@ class Unrecorded(Outcome):
 
 
 def unrecorded(job: Job, error: F5BatchError) -> Outcome:
-    """A job whose record could not be written: back to the inbox while that may pass, else over (acked)."""
-    if isinstance(error, OutboxUnwritable):
-        return outbox_trouble(job, error, "its result could not be written")
-    if error.transient:
+    """A job whose record could not be written: back to the inbox while that may pass, else over (acked).
+
+    A queue delivers it again after its backoff; from a folder or an S3 inbox the worker would take it straight
+    back and fail the same way, so it stops taking work instead, as for a full outbox disk.
+    """
+    if error.transient and job.held.lease.redelivers and not isinstance(error, OutboxUnwritable):
         return Redeliver(job, error)
+    if error.transient:
+        return outbox_trouble(job, error, "its result could not be written")
     return Unrecorded(job, error)
 
 
-def outbox_trouble(job: Job, error: OutboxUnwritable, what: str) -> Released:
+def outbox_trouble(job: Job, error: F5BatchError, what: str) -> Released:
     return Released(job, f"{what}: {error.message}; the manifest goes back to the inbox and the worker stops "
                          "taking work", error)
 

@@ -36,7 +36,7 @@ from processor.errors import StorageError
 from processor.logs import logger
 from processor.retries import CallRetry, http_status
 from processor.storage.local import atomic_write, open_below, pid_alive
-from processor.storage.s3 import storage_error
+from processor.storage.s3 import delete_if_unchanged, storage_error
 
 if TYPE_CHECKING:
     from processor.aws import Clients, S3Location
@@ -296,9 +296,4 @@ class S3Markers(Markers):
 
     def backend_delete(self, job_id: str, version: str) -> None:
         key = self.location.key(marker_key(job_id))
-        try:
-            self.retry.call("s3 delete marker", lambda: self.client.delete_object(
-                Bucket=self.location.bucket, Key=key, IfMatch=version))
-        except Exception as exc:
-            if http_status(exc) not in (404, 412):  # already gone, or no longer ours: nothing to undo
-                raise storage_error(f"removing {self.location.uri(marker_key(job_id))}", exc) from exc
+        delete_if_unchanged(self.client, self.retry, self.location.bucket, key, version, "marker")

@@ -47,6 +47,15 @@ def storage_error(what: str, exc: Exception) -> F5BatchError:
     return StorageError(message)
 
 
+def delete_if_unchanged(client: Any, retry: CallRetry, bucket: str, key: str, etag: str, what: str) -> None:
+    """Delete `key` if it is still at `etag` (a lease, a marker); already gone, or someone else's now: nothing to do."""
+    try:
+        retry.call(f"s3 delete {what}", lambda: client.delete_object(Bucket=bucket, Key=key, IfMatch=etag))
+    except Exception as exc:
+        if http_status(exc) not in (404, 412):
+            raise storage_error(f"removing {what} s3://{bucket}/{key}", exc) from exc
+
+
 def read_manifest(client: Any, retry: CallRetry, bucket: str, key: str) -> bytes:
     """A manifest object's bytes; one deleted since it was announced is a permanent failure of that job.
 

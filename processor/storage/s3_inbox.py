@@ -27,7 +27,7 @@ from processor.errors import LeaseLost
 from processor.logs import logger
 from processor.retries import CallRetry, http_status
 from processor.storage.local import worker_identity
-from processor.storage.s3 import read_manifest, storage_error
+from processor.storage.s3 import delete_if_unchanged, read_manifest, storage_error
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -157,12 +157,7 @@ class S3Inbox:
     def drop_lease(self, name: str, lease_etag: str) -> None:
         self._held.discard(name)
         key = self.location.key(LEASES + name)
-        try:
-            self.retry.call("s3 delete lease", lambda: self.client.delete_object(
-                Bucket=self.location.bucket, Key=key, IfMatch=lease_etag))
-        except Exception as exc:
-            if http_status(exc) not in (404, 412):  # already gone, or no longer ours: nothing to undo
-                raise storage_error(f"releasing {self.location.uri(LEASES + name)}", exc) from exc
+        delete_if_unchanged(self.client, self.retry, self.location.bucket, key, lease_etag, "lease")
 
     def mark_done(self, candidate: Candidate) -> None:
         key = self.location.key(f"{DONE}{candidate.name}@{candidate.etag}")
