@@ -41,6 +41,7 @@ from processor.errors import (
 from processor.logs import logger
 from processor.manifest import printable
 from processor.storage.entries import (
+    READ_FLAGS,
     Settling,
     Stamp,
     and_then,
@@ -332,8 +333,8 @@ class LocalOutbox:
         return self.root / key
 
     @contextlib.contextmanager
-    def _folder(self, key: str, *, create: bool = False) -> Iterator[tuple[int, str]]:
-        """The open folder of `key` and the file's name in it."""
+    def folder(self, key: str, *, create: bool = False) -> Iterator[tuple[int, str]]:
+        """The open folder of `key` and the file's name in it, reached without following a link below the root."""
         *folders, name = PurePosixPath(key).parts
         try:
             folder = open_below(self.root, folders, create=create)
@@ -357,7 +358,7 @@ class LocalOutbox:
         return found
 
     def put(self, key: str, data: bytes) -> None:
-        with _writing(self._path(key)), self._folder(key, create=True) as (folder, name):
+        with _writing(self._path(key)), self.folder(key, create=True) as (folder, name):
             self._entry(folder, name, key)
             tmp = atomic_write(folder, name, data)
             try:
@@ -368,7 +369,7 @@ class LocalOutbox:
                 raise
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        with _writing(self._path(key)), self._folder(key, create=True) as (folder, name):
+        with _writing(self._path(key)), self.folder(key, create=True) as (folder, name):
             self._entry(folder, name, key)
             tmp = atomic_write(folder, name, data)
             try:
@@ -382,14 +383,14 @@ class LocalOutbox:
 
     def exists(self, key: str) -> bool:
         try:
-            with self._folder(key) as (folder, name):
+            with self.folder(key) as (folder, name):
                 found = self._entry(folder, name, key)
         except FileNotFoundError:
             return False
         return found is not None and stat.S_ISREG(found.st_mode)
 
     def get(self, key: str) -> bytes:
-        with self._folder(key) as (folder, name):
+        with self.folder(key) as (folder, name):
             self._entry(folder, name, key)
             with os.fdopen(os.open(name, os.O_RDONLY | _NO_LINK, dir_fd=folder), "rb") as f:
                 return f.read()
@@ -446,7 +447,7 @@ class LocalVoices:
         try:
             folder = open_below(root, folders)
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NO_LINK, dir_fd=folder)
+                fd = os.open(name, READ_FLAGS, dir_fd=folder)
             finally:
                 os.close(folder)
         except (FileNotFoundError, NotADirectoryError) as exc:
@@ -458,9 +459,8 @@ class LocalVoices:
         return fd
 
     def _check_file(self, ref: str, found: os.stat_result) -> None:
-        if not stat.S_ISREG(found.st_mode):
-            kind = "a folder" if stat.S_ISDIR(found.st_mode) else "a FIFO, socket or device"
-            raise VoiceNotFound(f"voice {ref!r} not found: expected a file, found {kind}")
+        if (kind := entry_kind(found.st_mode)) is not None:
+            raise VoiceNotFound(f"voice {ref!r} not found: expected a file, found a {kind}")
         if found.st_size > self.max_bytes:
             raise VoiceTooLarge(
                 f"voice {ref!r} is {found.st_size} bytes; the limit is {self.max_bytes} (F5B_VOICE_MAX_BYTES)")

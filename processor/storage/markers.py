@@ -27,15 +27,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from processor.errors import StorageError
 from processor.logs import logger
 from processor.retries import CallRetry, http_status
-from processor.storage.local import atomic_write, open_below, pid_alive
+from processor.storage.local import LocalOutbox, pid_alive
 from processor.storage.s3 import delete_if_unchanged, storage_error
 
 if TYPE_CHECKING:
@@ -174,49 +172,25 @@ def _dead_here(worker: str) -> bool:
 
 
 class LocalMarkers(Markers):
-    """Markers in an outbox folder, reached as the outbox reaches its files (never through a link). A marker's
-    version is its bytes' digest."""
+    """Markers in an outbox folder, written and read as the outbox writes its files (never through a link). A
+    marker's version is its bytes' digest."""
 
     def __init__(self, root: Path, identity: str, ttl_s: float) -> None:
         super().__init__(identity, ttl_s)
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        self.outbox = LocalOutbox(root)
 
     @classmethod
     def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> LocalMarkers:
         return cls(Path(url), workdir.identity, settings.lease_s)
 
-    @contextlib.contextmanager
-    def _folder(self, job_id: str) -> Iterator[int]:
-        try:
-            folder = open_below(self.root, [job_id], create=True)
-        except NotADirectoryError as exc:
-            raise StorageError(f"outbox folder {str(self.root / job_id)!r} is a symbolic link or not a folder: "
-                               "the outbox writes nothing through it; remove it") from exc
-        try:
-            yield folder
-        finally:
-            os.close(folder)
-
     def backend_create(self, job_id: str, body: bytes) -> str | None:
-        with self._folder(job_id) as folder:
-            tmp = atomic_write(folder, MARKER, body)
-            try:
-                os.link(tmp, MARKER, src_dir_fd=folder, dst_dir_fd=folder)  # fails if a marker exists: no window
-            except FileExistsError:
-                return None
-            finally:
-                os.unlink(tmp, dir_fd=folder)
-        return _digest(body)
+        return _digest(body) if self.outbox.put_if_absent(marker_key(job_id), body) else None
 
     def backend_read(self, job_id: str) -> tuple[bytes, str] | None:
-        with self._folder(job_id) as folder:
-            try:
-                fd = os.open(MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-            except FileNotFoundError:
-                return None
-            with os.fdopen(fd, "rb") as f:
-                body = f.read()
+        try:
+            body = self.outbox.get(marker_key(job_id))
+        except FileNotFoundError:
+            return None
         return body, _digest(body)
 
     def backend_replace(self, job_id: str, body: bytes, version: str) -> str | None:
@@ -231,18 +205,17 @@ class LocalMarkers(Markers):
         """Remove the marker if it is at `version`. The rename is atomic: of two workers, one moves it; a
         marker that changed meanwhile is put back (unless a new one is there already)."""
         aside = f"{MARKER}.{uuid.uuid4().hex}.aside"
-        with self._folder(job_id) as folder:
+        with self.outbox.folder(marker_key(job_id), create=True) as (folder, name):
             try:
-                os.rename(MARKER, aside, src_dir_fd=folder, dst_dir_fd=folder)
+                os.rename(name, aside, src_dir_fd=folder, dst_dir_fd=folder)
             except FileNotFoundError:
                 return False
             try:
-                fd = os.open(aside, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-                with os.fdopen(fd, "rb") as f:
+                with os.fdopen(os.open(aside, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder), "rb") as f:
                     if _digest(f.read()) == version:
                         return True
                 with contextlib.suppress(FileExistsError):
-                    os.link(aside, MARKER, src_dir_fd=folder, dst_dir_fd=folder)
+                    os.link(aside, name, src_dir_fd=folder, dst_dir_fd=folder)
                 return False
             finally:
                 os.unlink(aside, dir_fd=folder)
