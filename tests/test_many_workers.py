@@ -11,9 +11,8 @@ from typing import Any
 
 from processor.storage.volume import Volume
 
-from tests.support.aws import Endpoint, unique_name
+from tests.support.aws import Endpoint, voice_bucket
 from tests.support.manifests import manifest
-from tests.support.paths import VOICE
 from tests.support.results import object_exists, object_versions, read_s3_result, s3_results
 from tests.support.scenarios import queue_setup
 from tests.support.waiting import wait_until
@@ -99,9 +98,7 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
 ) -> None:
     """On SeaweedFS, a real S3 store: the claim is a conditional write, the takeover an If-Match write."""
     s3 = seaweed_endpoint.client("s3")
-    bucket = unique_name("b")
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    bucket = voice_bucket(s3)
     s3.put_object(Bucket=bucket, Key="inbox/slow.json", Body=json.dumps(manifest(SLOW_TEXT, nfe_step=8)).encode())
     for i in range(4):
         s3.put_object(Bucket=bucket, Key=f"inbox/z-quick-{i}.json",

@@ -39,7 +39,7 @@ from processor.retries import CallRetry
 from processor.storage.s3 import read_manifest
 from processor.storage.volume import Volume
 
-from tests.support.aws import Endpoint, unique_name
+from tests.support.aws import Endpoint, unique_name, voice_bucket
 from tests.support.manifests import manifest
 from tests.support.memory import MEMORY_MARGIN, Measured, run_cli_measuring
 from tests.support.paths import VOICE
@@ -137,9 +137,7 @@ def test_hostile_voices_and_manifests_cost_no_more_memory_than_a_normal_job(
     moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume
 ) -> None:
     s3 = moto_endpoint.client("s3")
-    bucket = unique_name("bombs")
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    bucket = voice_bucket(s3, "bombs")
     put_manifests(s3, bucket, {"normal": NORMAL})
     normal = s3_run(moto_endpoint, bucket, tiny_volume, tmp_path / "normal")
     assert normal.returncode == 0, normal.output[-3000:]

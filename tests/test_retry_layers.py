@@ -15,7 +15,7 @@ import pytest
 from processor.app import build_worker
 from processor.storage.volume import Volume
 
-from tests.support.aws import Endpoint, unique_name
+from tests.support.aws import Endpoint, unique_name, voice_bucket
 from tests.support.fault_proxy import FaultProxy, Request, is_sqs
 from tests.support.manifests import manifest, write_manifest
 from tests.support.paths import VOICE
@@ -37,14 +37,6 @@ def sqs_op(request: Request, op: str) -> bool:
                                 f"Action={op}".encode() in request.body)
 
 
-def voice_bucket(moto: Endpoint) -> str:
-    name = unique_name("voices")
-    s3 = moto.client("s3")
-    s3.create_bucket(Bucket=name)
-    s3.put_object(Bucket=name, Key="voices/narrator.wav", Body=VOICE.read_bytes())
-    return name
-
-
 def voice_head(method: str, target: str) -> bool:
     return method == "HEAD" and "/voices/narrator.wav" in target.split("?")[0]
 
@@ -56,7 +48,7 @@ def is_voice_head(request: Request) -> bool:
 def test_a_voice_head_to_a_store_that_is_down_is_tried_aws_max_attempts_times(
         moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume, monkeypatch: pytest.MonkeyPatch) -> None:
     """F5B_MAX_ATTEMPTS (3 by default) does not wrap the call's own retries: 3 requests, not 3 × 3."""
-    voices = voice_bucket(moto_endpoint)
+    voices = voice_bucket(moto_endpoint.client("s3"), "voices")
     write_manifest(tmp_path / "inbox", "far", manifest("Hi there.", nfe_step=2,
                                                        voice=f"s3://{voices}/voices/narrator.wav"))
     with FaultProxy(moto_endpoint.url, rate=1.0, kinds=("http503",), only=is_voice_head) as proxy:
@@ -70,7 +62,7 @@ def test_a_voice_head_to_a_store_that_is_down_is_tried_aws_max_attempts_times(
 
 def test_from_a_queue_the_voice_head_is_tried_aws_max_attempts_times_per_delivery(
         moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume, monkeypatch: pytest.MonkeyPatch) -> None:
-    voices = voice_bucket(moto_endpoint)
+    voices = voice_bucket(moto_endpoint.client("s3"), "voices")
     sqs = moto_endpoint.client("sqs")
     queue = sqs.create_queue(QueueName=unique_name("q"))["QueueUrl"]
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(

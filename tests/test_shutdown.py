@@ -20,9 +20,8 @@ from processor.storage import Inbox, Lease, Outbox
 from processor.storage.volume import Volume
 from processor.worker import Worker
 
-from tests.support.aws import Endpoint, unique_name
+from tests.support.aws import Endpoint, unique_name, voice_bucket
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
-from tests.support.paths import VOICE
 from tests.support.results import read_result, read_s3_result
 from tests.support.workers import local_settings, local_worker_args, run_cli, start_worker, wait_for_text
 
@@ -98,9 +97,7 @@ def test_unfinished_job_is_released_and_completed_once_elsewhere(tmp_path: Path,
 def test_sqs_message_is_visible_again_at_once_after_shutdown(moto_endpoint: Endpoint, tmp_path: Path,
                                                              tiny_volume: Volume) -> None:
     s3, sqs = moto_endpoint.client("s3"), moto_endpoint.client("sqs")
-    bucket = unique_name("b")
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    bucket = voice_bucket(s3)
     queue = sqs.create_queue(QueueName=unique_name("q"), Attributes={"VisibilityTimeout": "600"})["QueueUrl"]
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(manifest(SLOW, nfe_step=8, id="slow")))
     log = tmp_path / "w.log"

@@ -44,6 +44,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.support.paths import VOICE
 from tests.support.waiting import wait_until
 
 __all__ = [
@@ -157,6 +158,14 @@ def unique_name(prefix: str = "t") -> str:
     if clean.startswith("sthree-"):  # a prefix S3 reserves ("xn--" cannot occur: runs of "-" are collapsed)
         clean = f"t-{clean}"
     return f"{clean}-{uuid.uuid4().hex[:12]}"
+
+
+def voice_bucket(s3: Any, prefix: str = "b") -> str:
+    """A fresh bucket holding the example voice at `voices/narrator.wav`, where manifests name it."""
+    name = unique_name(prefix)
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    return name
 
 
 def free_ports(count: int) -> list[int]:

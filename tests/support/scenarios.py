@@ -21,7 +21,7 @@ from processor.storage.volume import Volume
 
 from tests.support import hostile as corpus
 from tests.support import hostile_world as world
-from tests.support.aws import Endpoint, unique_name
+from tests.support.aws import Endpoint, unique_name, voice_bucket
 from tests.support.fault_proxy import FaultProxy
 from tests.support.manifests import inbox_with_voice, manifest
 from tests.support.paths import VOICE
@@ -239,9 +239,7 @@ def log_events(folder: Path) -> list[dict[str, Any]]:
 def s3_inbox_leases(seaweed: Endpoint, volume: Volume, tmp: Path, jobs: int = 30, worker_count: int = 3) -> Outcome:
     """Several workers scanning one S3 inbox on SeaweedFS, claiming by conditional writes."""
     s3 = seaweed.client("s3")
-    bucket = unique_name("b")
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=VOICE.read_bytes())
+    bucket = voice_bucket(s3)
     names = put_manifests(s3, bucket, {name: manifest(f"Job {name}.", nfe_step=2)
                                        for name in (f"job-{i:03d}" for i in range(jobs))})
     env = worker_env(seaweed.url, seaweed, volume, tmp)
