@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from processor import __version__
-from processor.errors import F5BatchError, InvalidConfiguration
+from processor.errors import CommandError, F5BatchError, InvalidConfiguration
+from processor.failures import explain, is_aws_error
 from processor.manifest import parse_manifest, schema_text
 from processor.seeding.cli import add_arguments as add_seed_arguments
 from processor.settings import Settings
@@ -86,7 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "submit": cmd_submit, "validate": cmd_validate, "schema": cmd_schema,
                "bootstrap": cmd_bootstrap, "doctor": cmd_doctor, "seed": cmd_seed, "health": cmd_health}[args.command]
-    return handler(args)
+    try:
+        return handler(args)
+    except CommandError as exc:
+        return refuse(args.command, str(exc), exc.fix)
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise  # a bug: its traceback is what a report needs
+        explained = explain(exc)
+        return refuse(args.command, explained.detail, explained.fix)
+
+
+def refuse(command: str, detail: str, fix: str = "") -> int:
+    """The one line a command prints when it cannot go on: what failed, and what to do."""
+    print(f"f5-batch {command}: {detail}" + (f" — fix: {fix}" if fix else ""), file=sys.stderr)
+    return EXIT_USAGE
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -165,7 +180,7 @@ def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
     from processor.schemes import check_folder, scheme_of
 
     if args.queue:
-        sqs = make_client("sqs")
+        sqs = make_client("sqs", queue_url=args.queue)
         return lambda sub: submit.to_queue(sub, args.queue, sqs)
     scheme_of(args.inbox, "inbox")
     if S3Location.bucket_of(args.inbox) is not None:
