@@ -64,7 +64,9 @@ exit status: 0"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="f5-batch", description="Batch text-to-speech with F5-TTS.")
+    parser = argparse.ArgumentParser(
+        prog="f5-batch", description="Batch text-to-speech with F5-TTS.",
+        epilog="f5-batch COMMAND --help: what a command does, its flags with their defaults, examples and exit status.")
     parser.add_argument("--version", action="version", version=f"f5-batch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

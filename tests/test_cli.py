@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -28,6 +29,20 @@ def test_console_script_and_module_are_the_same_command() -> None:
     assert by_script.stdout.replace("f5-batch", "X") == by_module.stdout.replace("f5-batch", "X")
     for command in ("run", "submit", "validate", "schema"):
         assert command in by_module.stdout
+
+
+def test_every_command_has_help_with_a_description_an_example_and_its_exit_status() -> None:
+    from processor.cli import build_parser
+
+    [commands] = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    for name, parser in commands.choices.items():
+        text = parser.format_help()
+        assert parser.description, name
+        assert "example" in text and f"f5-batch {name}" in text.split("example", 1)[1], name
+        assert "exit status" in text, name
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.help:
+                assert "default" in action.help or "%(default)" in action.help, (name, action.option_strings)
 
 
 def test_submit_drops_manifests_and_their_voice_into_the_inbox(tmp_path: Path) -> None:
