@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--exit-when-idle", dest="exit_when_idle_s", type=float, metavar="SECONDS",
                      help="exit 0 after this long without a job (F5B_EXIT_WHEN_IDLE_S)")
     run.add_argument("--metrics-port", type=int, help="serve /healthz and /metrics on this port (F5B_METRICS_PORT)")
+    run.add_argument("--metrics-bind", metavar="ADDRESS", help="its address; auto: 0.0.0.0 in a container, else "
+                     "127.0.0.1 (F5B_METRICS_BIND)")
     run.add_argument("--once", action="store_true", help="process what is in the inbox, then exit")
 
     submit = commands.add_parser("submit", help="validate manifests and drop them (and their voices) into the inbox")
@@ -65,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", help="put a model on the volume (once) so the worker can run offline")
     add_seed_arguments(seed)
 
-    health = commands.add_parser("health", help="exit 0 if the worker running here is healthy (for HEALTHCHECK)")
-    health.add_argument("--processing-dir", type=Path, help="the worker's scratch folder (F5B_PROCESSING_DIR)")
+    health = commands.add_parser("health", help="exit 0 if the workers running here are healthy (for HEALTHCHECK)")
+    health.add_argument("--processing-dir", type=Path, help="the workers' scratch folder (F5B_PROCESSING_DIR)")
+    health.add_argument("--pid", type=int, help="check only the worker with this process id")
     return parser
 
 
@@ -91,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format",
-             "max_batch", "prefetch", "exit_when_idle_s", "metrics_port")
+             "max_batch", "prefetch", "exit_when_idle_s", "metrics_port",
+             "metrics_bind")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return Settings(**overrides)
 
@@ -235,11 +239,11 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from processor.health import check, health_file
+    from processor.health import check_workers
 
     settings = valid_settings(args)
     if settings is None:
         return EXIT_USAGE
-    healthy, why = check(health_file(settings.processing_dir))
-    print(why)
+    healthy, lines = check_workers(settings.processing_dir, pid=args.pid)
+    print("\n".join(lines))
     return EXIT_OK if healthy else EXIT_FAILED
