@@ -60,8 +60,8 @@ class HealthReporter:
         since = self.busy_since()
         busy_s = time.monotonic() - since if since is not None else 0.0
         healthy = busy_s <= self.stuck_after_s
-        return {"healthy": healthy, "pid": os.getpid(), "worker": self.path.stem, "updated": time.time(),
-                "busy_s": round(busy_s, 1), "reason": "" if healthy else f"one synthesis call has run {busy_s:.0f} s"}
+        return {"healthy": healthy, "pid": os.getpid(), "updated": time.time(), "busy_s": round(busy_s, 1),
+                "reason": "" if healthy else f"one synthesis call has run {busy_s:.0f} s"}
 
     def __enter__(self) -> HealthReporter:
         forget_dead(self.path.parent)
