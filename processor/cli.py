@@ -94,8 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format",
-             "max_batch", "prefetch", "exit_when_idle_s", "metrics_port",
-             "metrics_bind")
+             "max_batch", "prefetch", "exit_when_idle_s", "metrics_port", "metrics_bind")
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return Settings(**overrides)
 
