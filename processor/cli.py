@@ -54,6 +54,19 @@ exit status:
   0  nothing failed (warnings allowed)
   1  a check failed: fix the FAIL lines
   2  a setting is wrong (one line names it)"""
+HEALTH_DESCRIPTION = """\
+Is every worker of this container healthy? Each running worker keeps its own file under
+<processing dir>/health/, rewritten every few seconds; a worker is healthy while its file is fresh, its process
+alive and no synthesis call has run past the job time limit. One line per worker found."""
+HEALTH_EPILOG = """\
+examples:
+  f5-batch health                    # the image's HEALTHCHECK
+  f5-batch health --pid 4242         # one worker only
+
+exit status:
+  0  every worker found is healthy, and at least one is running
+  1  a worker is unhealthy, frozen or gone, or none is running (the lines say which)
+  2  a setting is wrong (one line names it)"""
 SCHEMA_DESCRIPTION = """\
 Print the manifest's JSON Schema (manifests/schema.json), for editors and producers.
 
@@ -107,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", help="put a model on the volume (once) so the worker can run offline")
     add_seed_arguments(seed)
 
-    health = commands.add_parser("health", help="exit 0 if the worker running here is healthy (for HEALTHCHECK)")
-    health.add_argument("--processing-dir", type=Path, help="the worker's scratch folder (F5B_PROCESSING_DIR)")
+    health = commands.add_parser("health", help="exit 0 if the workers running here are healthy (for HEALTHCHECK)",
+                                 description=HEALTH_DESCRIPTION, epilog=HEALTH_EPILOG, formatter_class=HelpFormatter)
+    health.add_argument("--processing-dir", type=Path,
+                        help=f"the workers' scratch folder (F5B_PROCESSING_DIR; default: "
+                             f"{Settings.default('processing_dir')})")
+    health.add_argument("--pid", type=int, help="check only the worker with this process id")
     return parser
 
 
@@ -284,9 +301,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from processor.health import check, health_file
+    from processor.health import check_workers
 
     settings = valid_settings(args, strict=False)
-    healthy, why = check(health_file(settings.processing_dir))
-    print(why)
+    healthy, lines = check_workers(settings.processing_dir, pid=args.pid)
+    print("\n".join(lines))
     return EXIT_OK if healthy else EXIT_FAILED

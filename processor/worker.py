@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from processor.errors import F5BatchError
-from processor.health import HealthReporter, StatusServer
+from processor.health import HealthReporter, StatusServer, metrics_address
 from processor.job import Context, Job, life
 from processor.leases import HeldLease
 from processor.metrics import Metrics
@@ -80,7 +80,8 @@ class Worker:
         if self.health_path is not None:
             stack.enter_context(reporter)
         if self.settings.metrics_port:
-            stack.enter_context(StatusServer(self.settings.metrics_port, self.metrics, reporter))
+            host = metrics_address(self.settings.metrics_bind)
+            stack.enter_context(StatusServer(self.settings.metrics_port, self.metrics, reporter, host))
         return stack
 
     def _claim(self, once: bool, shutdown: Shutdown, taken: list[Job]) -> list[Job]:

@@ -92,7 +92,7 @@ MISTAKES = [
     Mistake("unseeded volume",
             lambda s: s.run("--volume", str(s.tmp / "empty-volume"), "--model", "F5TTS_v1_Base",
                             "--inbox", str(s.tmp / "inbox"), "--outbox", str(s.tmp / "outbox")),
-            ("volume.mounted", "does not exist", f"f5-batch seed --volume {'{tmp}'}/empty-volume --model F5TTS_v1_Base")),
+            ("volume.mounted", "does not exist", "f5-batch seed --volume {tmp}/empty-volume --model F5TTS_v1_Base")),
     Mistake("port in use",
             lambda s: s.run(*s.local_flags, "--metrics-port", str(s.held_port)),
             ("metrics.port", "Address already in use", "fix: stop what holds port")),

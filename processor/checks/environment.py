@@ -132,4 +132,6 @@ def metrics_port(ctx: Context) -> Verdict:
 
 
 def metrics_host(ctx: Context) -> str:
-    return "0.0.0.0"
+    from processor.health import metrics_address
+
+    return metrics_address(ctx.settings.metrics_bind)
