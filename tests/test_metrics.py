@@ -77,6 +77,7 @@ class Scrapes:
     after: str
     healthz: Response
     results: dict[str, dict[str, Any]]
+    log: list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,18 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Sc
         assert wait_until(two_jobs_ended, 120, interval=0.2), log.read_text()[-3000:]
         after = request(f"{url}/metrics").body
         healthz = request(f"{url}/healthz")
-    return Scrapes(before, heads, gets, after, healthz, all_results(root / "outbox"))
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return Scrapes(before, heads, gets, after, healthz, all_results(root / "outbox"), lines)
+
+
+def test_a_ready_line_names_what_the_worker_waits_on(scrapes: Scrapes) -> None:
+    [ready] = [line for line in scrapes.log if line.get("stage") == "ready"]
+    assert ready["msg"].startswith("ready: taking jobs from inbox ")
+    metrics_url = ready["metrics"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/metrics", metrics_url) and metrics_url in ready["msg"]
+    assert (ready["model"], ready["device"]) == ("tiny", "cpu") and ready["outbox"] in ready["msg"]
+    first_job = next(i for i, line in enumerate(scrapes.log) if line.get("job"))
+    assert scrapes.log.index(ready) < first_job, "ready comes before the first job"
 
 
 def test_metrics_parse_with_prometheus_client_and_stage_times_are_histograms(scrapes: Scrapes) -> None:
