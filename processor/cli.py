@@ -17,7 +17,7 @@ from processor.seeding.cli import add_arguments as add_seed_arguments
 from processor.settings import Settings
 from processor.submit import Submission
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -137,6 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except CommandError as exc:
         return refuse(args.command, str(exc), exc.fix)
+    except KeyboardInterrupt:
+        print(f"f5-batch {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return refuse(args.command, f"{exc.filename}: {exc.strerror or exc}",
+                      "check that the path exists, is what the flag expects, and this user may use it")
     except Exception as exc:
         if not is_aws_error(exc):
             raise  # a bug: its traceback is what a report needs

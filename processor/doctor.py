@@ -70,8 +70,8 @@ CHECKS: tuple[CheckSpec, ...] = (
 CHECK_NAMES = tuple(spec.name for spec in CHECKS)
 # What `f5-batch run` checks before the model loads: each can only be found later the hard way (a failed job,
 # a traceback after a minute of loading). Quick ones only: no checksums, no test synthesis.
-STARTUP_CHECKS = ("volume.mounted", "model.complete", "outbox.not_in_inbox", "aws.region", "inbox.for_queue",
-                  "inbox.reachable", "outbox.reachable", "queue.reachable", "metrics.port")
+STARTUP_CHECKS = ("volume.mounted", "model.complete", "processing.writable", "outbox.not_in_inbox", "aws.region",
+                  "inbox.for_queue", "inbox.reachable", "outbox.reachable", "queue.reachable", "metrics.port")
 
 
 def run_checks(ctx: Context, names: Collection[str] | None = None) -> list[Check]:
