@@ -149,8 +149,9 @@ class S3Voices:
 
     def _upload(self, clip: Path, bucket: str, key: str) -> str:
         s3 = self.clients.s3
-        command_call(self.clients.retry, "s3 upload voice", s3, f"the inbox bucket {bucket}",
-                     lambda: s3.upload_file(str(clip), bucket, key))
+        body = clip.read_bytes()  # at most F5B_VOICE_MAX_BYTES: one PUT, retried whole
+        command_call(self.clients.retry, "s3 put voice", s3, f"the inbox bucket {bucket}",
+                     lambda: s3.put_object(Bucket=bucket, Key=key, Body=body))
         return f"uploaded {clip} -> s3://{bucket}/{key}"
 
     def _look_for(self, sub: Submission, bucket: str, key: str) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from processor.errors import CommandError, F5BatchError
+from processor.errors import AwsUnavailable, CommandError, F5BatchError
 
 if TYPE_CHECKING:  # loaded when the command runs: building the parser for another command stays cheap
     from processor.submission import Step, Target
@@ -94,9 +94,9 @@ def submit_one(file: Path, where: Target, sent: set[str], dry_run: bool) -> bool
             do(step, dry_run)
             if step.voice:
                 sent.add(step.voice)
+    except AwsUnavailable:
+        raise  # the bucket, the queue or the credentials: every manifest would fail the same way
     except CommandError as exc:
-        if exc.code == "aws_unavailable":
-            raise  # the bucket, the queue or the credentials: every manifest would fail the same way
         refuse(file, exc.code, str(exc) + (f" — fix: {exc.fix}" if exc.fix else ""))
         return False
     except F5BatchError as exc:
