@@ -53,12 +53,15 @@ class Submission:
         assert checked.manifest is not None and checked.checked.data is not None
         return cls(checked.file, checked.manifest, checked.body, checked.checked.data)
 
+    def beside(self) -> Path | None:
+        """Where the voice would be next to the manifest; None for a URL."""
+        return None if "://" in self.manifest.voice else voice_path(self.file.parent, self.manifest.voice)
+
     def clip(self, max_bytes: int) -> Path | None:
         """The voice clip next to the manifest, if there is one; refused if the worker would refuse it."""
-        ref = self.manifest.voice
-        if "://" in ref:
+        ref, path = self.manifest.voice, self.beside()
+        if path is None:
             return None
-        path = voice_path(self.file.parent, ref)
         try:
             st = path.stat()
         except OSError:
@@ -109,7 +112,7 @@ class FolderTarget:
             steps.append(Step(f"copy {clip} ({clip.stat().st_size} bytes) -> {dest}",
                               lambda: f"copied {clip} -> {_copy(clip, dest, skip_same_size=True)}", voice=str(dest)))
         elif not dest.is_file():
-            raise VoiceNotFound(f"voice {ref!r} is neither next to the manifest ({voice_path(sub.file.parent, ref)}) "
+            raise VoiceNotFound(f"voice {ref!r} is neither next to the manifest ({sub.beside()}) "
                                 f"nor in the inbox ({dest}); put the clip next to the manifest")
         steps.append(Step(f"copy {sub.file} ({len(sub.body)} bytes) -> {target}",
                           lambda: f"submitted {sub.manifest.job_id} -> {_copy(sub.file, target)}"))
@@ -128,7 +131,7 @@ def _copy(source: Path, target: Path, skip_same_size: bool = False) -> Path:
 
 
 @dataclass
-class S3Voices:
+class S3VoiceUploads:
     """Voices as an S3 inbox's worker finds them: a clip next to the manifest is uploaded to its key in the inbox
     bucket; without one, the key must already be there."""
 
@@ -163,9 +166,8 @@ class S3Voices:
             status = http_status(exc.__cause__) if exc.__cause__ else 0
             if status == 404:
                 raise VoiceNotFound(
-                    f"voice {sub.manifest.voice!r} is neither next to the manifest "
-                    f"({voice_path(sub.file.parent, sub.manifest.voice)}) nor in s3://{bucket}/{key}; put the clip "
-                    f"next to the manifest to upload it") from exc
+                    f"voice {sub.manifest.voice!r} is neither next to the manifest ({sub.beside()}) nor in "
+                    f"s3://{bucket}/{key}; put the clip next to the manifest to upload it") from exc
             if status != 403:  # a producer may write without reading: then the worker is the one to tell
                 raise
         return None
@@ -176,7 +178,7 @@ class S3Target:
     inbox: S3Location
     clients: Clients
     voices: VoiceRule
-    voice_store: S3Voices
+    voice_store: S3VoiceUploads
 
     def steps(self, sub: Submission) -> list[Step]:
         key = self.inbox.key(sub.file.name)
@@ -197,7 +199,7 @@ class QueueTarget:
     url: str
     clients: Clients
     voices: VoiceRule
-    voice_store: S3Voices | None  # None: no --inbox, so no voice can be uploaded
+    voice_store: S3VoiceUploads | None  # None: no --inbox, so no voice can be uploaded
 
     def steps(self, sub: Submission) -> list[Step]:
         body = message_body(sub)
@@ -205,8 +207,8 @@ class QueueTarget:
                     lambda: f"submitted {sub.manifest.job_id} -> message {self._send(body)}")
         if self.voice_store is not None:
             return [*self.voice_store.steps(sub), send]
-        clip = sub.clip(2**63)
-        if clip is not None:
+        clip = sub.beside()
+        if clip is not None and os.path.lexists(clip):
             key = voice_object(sub.manifest.voice, "BUCKET", None)[1]
             raise VoiceNotUploaded(
                 f"voice {sub.manifest.voice!r} is a file next to the manifest ({clip}), and without an S3 inbox "
@@ -242,7 +244,7 @@ def target(inbox: str | None, queue: str | None, settings: Settings) -> Target:
     if inbox is not None:
         scheme_of(inbox, "inbox")
     bucket = S3Location.bucket_of(inbox) if inbox is not None else None
-    voice_store = (S3Voices(S3Location.parse(inbox), clients, settings.voice_max_bytes)
+    voice_store = (S3VoiceUploads(S3Location.parse(inbox), clients, settings.voice_max_bytes)
                    if inbox is not None and bucket is not None else None)
     rule = s3_voices(bucket, voice_buckets(settings, bucket)) if bucket is not None else ANY_INBOX
     if queue is not None:

@@ -31,10 +31,11 @@ relative to the manifest's folder):
                         worker, whose F5B_INBOX this is, looks for it), then the
                         message
 
-A voice goes before its manifest. S3 and SQS calls are retried on throttling, 5xx
-and network errors (F5B_AWS_MAX_ATTEMPTS, F5B_AWS_RETRY_TOTAL_S); an AWS error
-that outlasts them is one line with its fix. A voice clip shared by several
-manifests is sent once."""
+A voice goes before its manifest, and a clip shared by several manifests goes once;
+a voice already in S3 is not uploaded (with an S3 inbox, one in another bucket must
+be in F5B_VOICE_BUCKETS, as for the worker). S3 and SQS calls are retried on
+throttling, 5xx and network errors (F5B_AWS_MAX_ATTEMPTS, F5B_AWS_RETRY_TOTAL_S);
+an AWS error that outlasts them is one line with its fix."""
 EPILOG = """\
 examples:
   f5-batch submit manifests/examples/*.json --inbox inbox/

@@ -120,6 +120,22 @@ def test_a_queue_without_an_s3_inbox_refuses_a_voice_nothing_would_upload(tmp_pa
     assert "a queue's worker reads voices from an S3 inbox" in folder and "fix: give --inbox s3://" in folder
 
 
+def test_a_voice_neither_next_to_the_manifest_nor_in_the_bucket_is_refused(moto_endpoint: Endpoint,
+                                                                           tmp_path: Path) -> None:
+    s3 = moto_endpoint.client("s3")
+    bucket = unique_name("voices")
+    s3.create_bucket(Bucket=bucket)
+    job = write_manifest(tmp_path, "job", manifest())
+    args = ("submit", str(job), "--inbox", f"s3://{bucket}/inbox/", "--s3-path-style")
+    line = one_line(f5_batch(moto_endpoint.env(), *args), code=1)
+    assert line == (f"{job}: not submitted: voice_not_found: voice 'voices/narrator.wav' is neither next to the "
+                    f"manifest ({tmp_path / 'voices' / 'narrator.wav'}) nor in s3://{bucket}/voices/narrator.wav; "
+                    "put the clip next to the manifest to upload it")
+    s3.put_object(Bucket=bucket, Key="voices/narrator.wav", Body=b"RIFF")
+    out = f5_batch(moto_endpoint.env(), *args)
+    assert (out.returncode, out.stdout) == (0, f"submitted job -> s3://{bucket}/inbox/job.json\n"), out.stderr
+
+
 def test_a_bad_path_is_one_line_per_file(tmp_path: Path) -> None:
     out = f5_batch({}, "submit", str(tmp_path / "missing.json"), str(tmp_path), "--inbox", str(tmp_path / "in"))
     assert out.returncode == 1 and "Traceback" not in out.stderr
