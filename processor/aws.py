@@ -46,9 +46,10 @@ class S3Location:
     def parse(cls, url: str) -> S3Location:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise InvalidConfiguration(f"not an s3:// URL: {url!r}")
+            raise InvalidConfiguration(f"not an s3:// URL: {url!r}", "write it as s3://bucket/prefix/")
         if not _BUCKET_RE.match(parsed.netloc):
-            raise InvalidConfiguration(f"not a valid bucket name: {parsed.netloc!r}")
+            raise InvalidConfiguration(f"not a valid bucket name: {parsed.netloc!r}",
+                                       "a bucket name is 3 to 63 lowercase letters, digits, dots and hyphens")
         prefix = parsed.path.lstrip("/")
         if prefix and not prefix.endswith("/"):
             prefix += "/"

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from processor.aws import S3Location, make_client
+from processor.aws import S3Location, configured_region, make_client, queue_region
 from processor.checks import PROBE_NAME, Context, Verdict, failed, passed, probe_file, warned
 from processor.errors import F5BatchError
-from processor.failures import explain
+from processor.failures import REGION_FIX, explain
 from processor.retries import CallRetry, http_status
 from processor.schemes import check_no_loop
 from processor.settings import Settings
@@ -153,3 +153,38 @@ def redrive(ctx: Context) -> Verdict:
         return warned(f"maxReceiveCount is {count}: one interrupted delivery sends a job to {target}",
                       f"{bootstrap} --max-receive-count 5")
     return passed(f"dead letters go to {target} after {count} receives")
+
+
+def uses_aws(settings: Settings) -> bool:
+    return bool(settings.queue) or any(S3Location.bucket_of(where) is not None
+                                       for where in (settings.inbox, settings.outbox))
+
+
+def region(ctx: Context) -> Verdict:
+    """Without a region an SQS client cannot even be made; a wrong one answers NonExistentQueue."""
+    settings = ctx.settings
+    if not uses_aws(settings):
+        return passed("no S3 or SQS location configured: no region needed")
+    from_queue = queue_region(settings.queue)
+    if from_queue:
+        return passed(f"{from_queue}, from the queue URL")
+    found = configured_region()
+    if found is None:
+        return failed("no AWS region configured (boto3 found none, and the queue URL names none)", REGION_FIX)
+    source = "AWS_REGION" if ctx.environ.get("AWS_REGION") else "AWS_DEFAULT_REGION or the AWS profile"
+    return passed(f"{found}, from {source}")
+
+
+def inbox_for_queue(ctx: Context) -> Verdict:
+    """With a queue, the inbox says where voices (and the manifests S3 events name) are: a bucket, not a folder."""
+    settings = ctx.settings
+    if not settings.queue:
+        return passed("no queue configured: the inbox is scanned")
+    if S3Location.bucket_of(settings.inbox) is not None:
+        return passed(f"jobs from the queue; voices and manifests in {settings.inbox}")
+    if settings.voice_buckets:
+        return passed(f"jobs from the queue; voices from the buckets {settings.voice_buckets} (F5B_VOICE_BUCKETS)")
+    return failed(f"--queue is set but the inbox is the folder {settings.inbox!r}: every job whose manifest or voice "
+                  f"is in S3 would fail",
+                  "pass --inbox s3://BUCKET/PREFIX/ (F5B_INBOX): the bucket and prefix the queue's manifests and "
+                  "voices are in")
