@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from processor import __version__
+from processor import __version__, bootstrap, submit, validation
 from processor.errors import CommandError, F5BatchError, InvalidConfiguration, StartupCheckFailed
 from processor.failures import explain, is_aws_error
 from processor.flags import add_setting_flags, check_variables, settings_from
-from processor.manifest import parse_manifest, schema_text
+from processor.manifest import schema_text
 from processor.seeding.cli import add_arguments as add_seed_arguments
 from processor.settings import Settings
-from processor.submit import Submission
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -88,26 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="process what is in the inbox, then exit")
     add_setting_flags(run)
 
-    submit = commands.add_parser("submit", help="validate manifests and drop them (and their voices) into the inbox")
-    submit.add_argument("files", nargs="+", type=Path)
-    target = submit.add_mutually_exclusive_group(required=True)
-    target.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/")
-    target.add_argument("--queue", help="SQS queue URL (the manifest is the message)")
-    submit.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
+    submit.add_arguments(commands.add_parser(
+        "submit", help=submit.HELP, description=submit.DESCRIPTION, epilog=submit.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
-    boot = commands.add_parser("bootstrap", help="create the queue, its dead-letter queue and the inbox notification")
-    boot.add_argument("--queue-name", required=True)
-    boot.add_argument("--inbox", help="s3://bucket/prefix/ whose new .json objects feed the queue")
-    boot.add_argument("--outbox", help="s3://bucket/prefix/ (created with --create-buckets)")
-    boot.add_argument("--create-buckets", action="store_true", help="create the inbox and outbox buckets if missing")
-    boot.add_argument("--max-receive-count", type=int, default=Settings.default("max_receives"),
-                      help="deliveries before the dead-letter queue")
-    boot.add_argument("--visibility-timeout", type=int, default=Settings.default("lease_s"),
-                      help="queue visibility timeout, seconds (the worker's lease, F5B_LEASE_S)")
-    boot.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
+    bootstrap.add_arguments(commands.add_parser(
+        "bootstrap", help=bootstrap.HELP, description=bootstrap.DESCRIPTION, epilog=bootstrap.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
-    validate = commands.add_parser("validate", help="check manifests without running them")
-    validate.add_argument("files", nargs="+", type=Path)
+    validation.add_arguments(commands.add_parser(
+        "validate", help=validation.HELP, description=validation.DESCRIPTION, epilog=validation.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
     commands.add_parser("schema", help="print the manifest JSON Schema", description=SCHEMA_DESCRIPTION,
                         formatter_class=HelpFormatter)
@@ -203,76 +193,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    try:
-        deliver = _submit_target(args)
-    except InvalidConfiguration as exc:
-        print(f"f5-batch submit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    failed = 0
-    for file in args.files:
-        try:
-            sub = Submission(file, parse_manifest(file.read_bytes(), file.stem))
-            where = deliver(sub)
-        except (OSError, F5BatchError) as exc:
-            print(f"{file}: not submitted: {getattr(exc, 'code', 'unreadable')}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"submitted {sub.manifest.job_id} -> {where}")
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
-    from processor import submit
-    from processor.aws import S3Location, make_client
-    from processor.schemes import check_folder, scheme_of
-
-    if args.queue:
-        sqs = make_client("sqs", queue_url=args.queue)
-        return lambda sub: submit.to_queue(sub, args.queue, sqs)
-    scheme_of(args.inbox, "inbox")
-    if S3Location.bucket_of(args.inbox) is not None:
-        location, s3 = S3Location.parse(args.inbox), make_client("s3", path_style=args.s3_path_style)
-        return lambda sub: submit.to_s3(sub, location, s3)
-    check_folder(args.inbox, "inbox")
-    inbox = Path(args.inbox)
-    inbox.mkdir(parents=True, exist_ok=True)
-    return lambda sub: submit.to_folder(sub, inbox)
+    return submit.run(args)
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from processor.aws import S3Location, make_client
-    from processor.bootstrap import BootstrapPlan, bootstrap
-
-    try:
-        s3 = make_client("s3", path_style=args.s3_path_style)
-        plan = BootstrapPlan(
-            queue_name=args.queue_name,
-            inbox=S3Location.parse(args.inbox) if args.inbox else None,
-            outbox=S3Location.parse(args.outbox) if args.outbox else None,
-            create_buckets=args.create_buckets,
-            max_receive_count=args.max_receive_count,
-            visibility_timeout_s=args.visibility_timeout,
-            region=s3.meta.region_name,  # outside us-east-1 a bucket needs its location constraint
-        )
-        made = bootstrap(plan, s3, make_client("sqs"))
-    except F5BatchError as exc:
-        print(f"f5-batch bootstrap: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for name, value in made.items():
-        print(f"{name}={value}")
-    return EXIT_OK
+    return bootstrap.run(args)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    failed = 0
-    for file in args.files:
-        try:
-            manifest = parse_manifest(file.read_bytes(), file.stem)
-            print(f"{file}: ok (id {manifest.job_id}, seed {manifest.effective_seed})")
-        except (OSError, F5BatchError) as exc:
-            print(f"{file}: {getattr(exc, 'code', 'unreadable')}: {exc}")
-            failed += 1
-    return EXIT_FAILED if failed else EXIT_OK
+    return validation.run(args)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

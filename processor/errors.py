@@ -230,3 +230,9 @@ class ModelError(CommandError):
 class AlreadySubmitted(CommandError):
     code = "already_submitted"
     meaning = "`f5-batch submit`: a manifest of that name is already waiting in the inbox"
+
+
+class VoiceNotUploaded(CommandError):
+    code = "voice_not_uploaded"
+    meaning = ("`f5-batch submit --queue` without an S3 `--inbox`: the manifest's voice is a file next to it, which "
+               "nothing would upload")

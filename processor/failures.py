@@ -7,12 +7,17 @@ traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from processor.logs import redact
-from processor.retries import error_code, http_status
+from processor.errors import AwsUnavailable
+from processor.logs import logger, redact
+from processor.retries import CallRetry, error_code, http_status
+
+T = TypeVar("T")
 
 POLICY = "docs/iam-policy.json"
 CREDENTIALS_FIX = ("give the pod credentials through the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -22,6 +27,9 @@ ENDPOINT_FIX = ("check the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_
                 "network")
 THROTTLED = ("Throttling", "ThrottlingException", "RequestThrottled", "SlowDown", "TooManyRequestsException",
              "RequestLimitExceeded")
+
+INVALID_VALUE = ("InvalidParameterValue", "InvalidParameterValueException", "ValidationError", "InvalidAddress",
+                 "InvalidArgument", "InvalidBucketName", "MalformedXML")
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,28 @@ def explain(exc: BaseException, client: Any = None, what: str = "the bucket or q
     if status == 404 or "NoSuch" in code:
         return Explanation(said, f"create {what} (f5-batch bootstrap --create-buckets creates the buckets) or fix "
                                  f"its name")
+    if code in INVALID_VALUE:
+        return Explanation(f"{said}: {redact(str(exc))}", f"correct the value the message names ({what})")
     if code in THROTTLED or status in (429, 503):
         return Explanation(f"{said}: still throttled after the retries",
                            "try again later, or raise F5B_AWS_MAX_ATTEMPTS / F5B_AWS_RETRY_TOTAL_S")
     if status:
         return Explanation(f"{said}: {redact(str(exc))}", f"the endpoint refused the call: check {what} and {where}")
     return Explanation(redact(f"cannot reach {where}: {type(exc).__name__}: {exc}"), ENDPOINT_FIX)
+
+
+def command_call(retry: CallRetry, name: str, client: Any, what: str, fn: Callable[[], T]) -> T:
+    """One S3 or SQS call of a command, retried as the worker retries; a failure that outlasts the retries is
+    AwsUnavailable, explained (`what`: what the call is about, as the fix should name it)."""
+    try:
+        return retry.call(name, fn)
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        explained = explain(exc, client, what)
+        raise AwsUnavailable(explained.detail, explained.fix) from exc
+
+
+def quiet_retries() -> None:
+    """A command's stderr is its result and, on failure, one line: the retries it makes on the way stay unsaid."""
+    logger.setLevel(logging.ERROR)

@@ -16,7 +16,7 @@ from processor.flags import flag
 from processor.settings import Settings
 
 from tests.support.manifests import manifest, write_manifest
-from tests.support.paths import EXAMPLES, REPO
+from tests.support.paths import EXAMPLES, REPO, VOICE
 from tests.support.results import all_results
 from tests.support.workers import run_cli
 
@@ -69,6 +69,8 @@ def test_submit_refuses_invalid_manifests_with_their_code(tmp_path: Path) -> Non
     bad = write_manifest(src, "typo", manifest(speeed=2))
     escape = write_manifest(src, "escape", manifest(voice="../../etc/passwd"))
     good = write_manifest(src, "good", manifest())
+    (src / "voices").mkdir()
+    shutil.copyfile(VOICE, src / "voices" / "narrator.wav")  # the voice goes along with the manifest
     out = run_cli("submit", str(bad), str(escape), str(good), "--inbox", str(tmp_path / "inbox"))
     assert out.returncode == 1
     assert "invalid_manifest" in out.stderr and "speeed" in out.stderr
