@@ -52,7 +52,7 @@ class Command:
 
 
 def commands(page: Path) -> Iterator[Command]:
-    for block in re.findall(r"^```(?:sh|bash|console)\n(.*?)^```", page.read_text(), flags=re.M | re.S):
+    for block in re.findall(r"^[ \t]*```(?:sh|bash|console)\n(.*?)^[ \t]*```", page.read_text(), flags=re.M | re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"(^|\s+)#\s.*$", "", line)  # a comment: `# …` at the start or after a space
             line = re.sub(r"\s+", " ", line).strip()
@@ -151,6 +151,10 @@ def test_the_aws_story_runs_against_moto(story: Story, tiny_volume: Volume) -> N
              "--once", env={"F5B_RECEIVE_WAIT_S": "2"})
     read = story.sh(find("outbox.md", "aws s3 cp s3://my-outbox/hello/result.json"))
     assert json.loads(read)["status"] == "succeeded", read
+    # AWS CLI v1 sends `sqs` to its legacy host whatever AWS_ENDPOINT_URL says, as the page warns: --endpoint-url
+    depth = story.sh(find("deploy-runpod.md", "aws sqs get-queue-attributes"), "--endpoint-url", story.endpoint.url,
+                     env={"F5B_QUEUE": made["queue_url"]})
+    assert json.loads(depth)["Attributes"]["ApproximateNumberOfMessages"] == "0", depth
 
     story.sh(find("aws-setup.md", "sed -e"))
     for start in ("aws iam create-policy", "aws iam create-user", "aws iam attach-user-policy",
