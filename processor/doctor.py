@@ -19,6 +19,7 @@ from typing import TextIO
 
 from processor.checks import Context, Status, Verdict, environment, model, storage, volume
 from processor.logs import logger
+from processor.retries import CallRetry
 from processor.settings import Settings
 
 
@@ -137,7 +138,8 @@ def quietly(fn: Callable[[], list[Check]]) -> list[Check]:
 
 def startup_checks(settings: Settings) -> list[Check]:
     """The checks `run` makes before the model loads: the same functions as doctor's, so the two never disagree."""
-    return quietly(lambda: run_checks(Context(settings), STARTUP_CHECKS))
+    ctx = Context(settings, retry=CallRetry.from_settings(settings))
+    return quietly(lambda: run_checks(ctx, STARTUP_CHECKS))
 
 
 def run_doctor(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:

@@ -13,6 +13,7 @@ With `F5B_METRICS_PORT` the worker's own answer is served at `/healthz` (200 or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -75,6 +76,8 @@ class HealthReporter:
         if self._thread is not None:
             self._thread.join()
         self.path.unlink(missing_ok=True)  # a worker that left is not a healthy one
+        with contextlib.suppress(OSError):  # the last worker out leaves the processing folder as it found it
+            self.path.parent.rmdir()
 
     def _beat(self) -> None:
         while not self._stop.wait(BEAT_S):

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from processor.errors import F5BatchError, InvalidConfiguration, ManifestUnreadable
+from processor.errors import F5BatchError, ManifestUnreadable
 from processor.manifest import CheckedManifest, Manifest, Problem, check_manifest
 from processor.settings import Settings
 
@@ -113,11 +111,9 @@ def read_file(file: Path) -> bytes:
 
 def env_settings() -> Settings:
     """The F5B_* settings of this environment; a bad value is one line naming the variable."""
-    try:
-        return Settings.model_validate({})
-    except ValidationError as exc:
-        said = "; ".join(f"F5B_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise InvalidConfiguration(f"invalid environment: {said}", "fix or unset the variable") from exc
+    from processor.flags import settings_from
+
+    return settings_from(argparse.Namespace(), os.environ)
 
 
 # --- the command ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from processor.retries import CallRetry
 from processor.seeding.cli import DEFAULT_MODEL, RANDOM_SUFFIX, TINY_MODEL
 from processor.seeding.flow import disk_free as seeding_disk_free
 from processor.seeding.flow import existing_ancestor
@@ -25,6 +26,7 @@ from processor.storage.local import worker_identity
 from processor.storage.volume import ModelFolder, Volume
 
 Status = Literal["pass", "warn", "fail"]
+PROBE_RETRY = CallRetry(max_attempts=2, initial_s=0.2, max_s=1.0, total_s=15.0)
 FreeSpace = Callable[[Path], int]
 
 # What the worker's own disk is: the volume must not be on it (earlier deployments put models there).
@@ -68,6 +70,9 @@ class Context:
     container_root: Path = CONTAINER_ROOT
     free_space: FreeSpace = disk_free
     identity: str = field(default_factory=worker_identity)
+    # doctor's probes answer in seconds (two attempts); `run` gives them its own retries, so that one throttled or
+    # dropped request does not keep a worker from starting.
+    retry: CallRetry = field(default_factory=lambda: PROBE_RETRY)
 
     @property
     def volume(self) -> Volume:

@@ -19,14 +19,13 @@ from processor.aws import S3Location, configured_region, make_client, queue_regi
 from processor.checks import PROBE_NAME, Context, Verdict, failed, passed, probe_file, warned
 from processor.errors import F5BatchError
 from processor.failures import REGION_FIX, explain
-from processor.retries import CallRetry, http_status
+from processor.retries import http_status
 from processor.schemes import check_no_loop
 from processor.settings import Settings
 from processor.storage.s3_inbox import LEASES
 
 PROBE_CONNECT_S = 3.0
 PROBE_READ_S = 10.0
-PROBE_RETRY = CallRetry(max_attempts=2, initial_s=0.2, max_s=1.0, total_s=15.0)
 PROBE_BODY = b"f5-batch doctor probe: safe to delete\n"
 # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
 # ("we don't recommend setting maxReceiveCount to 1"): one failed receive would dead-letter a job.
@@ -70,11 +69,11 @@ def inbox(ctx: Context) -> Verdict:
     key = location.key(LEASES + PROBE_NAME)
     try:
         s3 = ctx.s3
-        PROBE_RETRY.call("doctor list inbox", lambda: s3.list_objects_v2(
+        ctx.retry.call("doctor list inbox", lambda: s3.list_objects_v2(
             Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1))
         if ctx.settings.queue:
             return passed(f"listed {where} (jobs come from the queue: the worker only reads the inbox)")
-        put_and_delete(s3, location.bucket, key)
+        put_and_delete(ctx, location.bucket, key)
     except Exception as exc:
         return probe_failed(exc, client_of(ctx, "s3"), where, f"the inbox bucket {location.bucket}")
     return passed(f"listed {where}, wrote and deleted s3://{location.bucket}/{key}")
@@ -87,7 +86,7 @@ def outbox(ctx: Context) -> Verdict:
         return location
     key = location.key(PROBE_NAME)
     try:
-        put_and_delete(ctx.s3, location.bucket, key)
+        put_and_delete(ctx, location.bucket, key)
     except Exception as exc:
         if http_status(exc) in (401, 403) and "delete" in str(getattr(exc, "operation_name", "")).lower():
             return passed(f"wrote s3://{location.bucket}/{key} and left it there: no s3:DeleteObject, which the "
@@ -101,9 +100,10 @@ def probe_failed(exc: Exception, client: Any, where: str, what: str) -> Verdict:
     return failed(f"{where}: {explained.detail}", explained.fix)
 
 
-def put_and_delete(s3: Any, bucket: str, key: str) -> None:
-    PROBE_RETRY.call("doctor put probe", lambda: s3.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY))
-    PROBE_RETRY.call("doctor delete probe", lambda: s3.delete_object(Bucket=bucket, Key=key))
+def put_and_delete(ctx: Context, bucket: str, key: str) -> None:
+    s3 = ctx.s3
+    ctx.retry.call("doctor put probe", lambda: s3.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY))
+    ctx.retry.call("doctor delete probe", lambda: s3.delete_object(Bucket=bucket, Key=key))
 
 
 def local_folder(ctx: Context, folder: Path, setting: str) -> Verdict:
@@ -117,7 +117,7 @@ def local_folder(ctx: Context, folder: Path, setting: str) -> Verdict:
 
 def queue_attributes(ctx: Context) -> dict[str, str]:
     sqs, url = ctx.sqs, ctx.settings.queue
-    response = PROBE_RETRY.call("doctor queue attributes", lambda: sqs.get_queue_attributes(
+    response = ctx.retry.call("doctor queue attributes", lambda: sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]))
     attributes: dict[str, str] = response.get("Attributes", {})
     return attributes
