@@ -25,7 +25,7 @@ from processor.storage.volume import Volume
 
 from tests.support.aws import Endpoint, unique_name
 from tests.support.inboxes import take_all
-from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+from tests.support.manifests import manifest
 from tests.support.paths import REPO, VOICE
 from tests.support.results import read_result, s3_results
 from tests.support.workers import run_cli, worker_env
@@ -429,22 +429,6 @@ def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: 
     assert sent.returncode == 0, sent.stderr
     (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
     assert json.loads(message["Body"])["id"] == "chapter-1"
-
-
-def test_once_exits_1_when_a_job_is_left_unfinished_by_a_missing_outbox_bucket(
-        moto_endpoint: Endpoint, tmp_path: Path, tiny_volume: Volume) -> None:
-    """The job cannot be recorded anywhere (NoSuchBucket): it is no success, and `--once` says so in its last line."""
-    inbox = inbox_with_voice(tmp_path)
-    write_manifest(inbox, "hello", manifest("Never recorded.", nfe_step=2))
-    out = run_cli("run", "--once", "--inbox", str(inbox), "--outbox", f"s3://{unique_name('gone')}/out/",
-                  env=worker_env(moto_endpoint.url, moto_endpoint, tiny_volume, tmp_path))
-    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "Traceback" not in out.stdout + out.stderr
-    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    ended = events[-1]
-    assert ended["msg"] == "inbox drained: 0 succeeded, 0 failed, 1 left (not finished: see the lines above)"
-    assert (ended["level"], ended["succeeded"], ended["failed"], ended["left"]) == ("warning", 0, 0, 1)
-    assert any(e.get("stage") == "unrecorded" and "NoSuchBucket" in e["msg"] for e in events), "a line above says why"
 
 
 def test_outbox_inside_the_inbox_prefix_is_refused(moto_endpoint: Endpoint, tiny_volume: Volume) -> None:
