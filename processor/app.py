@@ -54,6 +54,7 @@ def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> 
         synthesizer=synthesizer,
         workdir=workdir,
         settings=settings,
-        metrics=Metrics(queue_depth=depth, accelerator_memory=cuda_memory(synthesizer.device)),
-        health_path=health_file(settings.processing_dir),
+        metrics=Metrics(queue_depth=depth, accelerator_memory=cuda_memory(synthesizer.device),
+                        model=synthesizer.model_name, device=synthesizer.device),
+        health_path=health_file(settings.processing_dir, workdir.identity),
     )

@@ -1,12 +1,15 @@
 """AWS clients and S3 locations, configured the standard way.
 
 Endpoints come from boto3's own `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3` and
-`AWS_ENDPOINT_URL_SQS`; credentials from the standard chain. Nothing here reads
-or logs a secret.
+`AWS_ENDPOINT_URL_SQS`; credentials from the standard chain. The region is
+`AWS_REGION` as the AWS SDKs document it (this boto3 reads only
+`AWS_DEFAULT_REGION` and the profile), then boto3's own, and for SQS the region an
+AWS queue URL names wins: the queue lives there. Nothing here reads or logs a secret.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +30,9 @@ MAX_RECEIVE_BATCH = 10
 
 S3_SCHEME = "s3://"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# https://docs.aws.amazon.com/general/latest/gr/sqs-service.html: sqs.REGION.amazonaws.com, the legacy
+# REGION.queue.amazonaws.com, and queue.amazonaws.com (us-east-1).
+_QUEUE_HOST = re.compile(r"^(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue|(queue))\.amazonaws\.com(?:\.cn)?$")
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,10 @@ class S3Location:
     def parse(cls, url: str) -> S3Location:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise InvalidConfiguration(f"not an s3:// URL: {url!r}")
+            raise InvalidConfiguration(f"not an s3:// URL: {url!r}", "write it as s3://bucket/prefix/")
         if not _BUCKET_RE.match(parsed.netloc):
-            raise InvalidConfiguration(f"not a valid bucket name: {parsed.netloc!r}")
+            raise InvalidConfiguration(f"not a valid bucket name: {parsed.netloc!r}",
+                                       "a bucket name is 3 to 63 lowercase letters, digits, dots and hyphens")
         prefix = parsed.path.lstrip("/")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
@@ -73,9 +80,30 @@ def client_config(*, path_style: bool, connect_timeout_s: float, read_timeout_s:
     )
 
 
+def queue_region(url: str | None) -> str | None:
+    """The region an AWS queue URL names; None for another endpoint's URL (a local server, a VPC endpoint)."""
+    found = _QUEUE_HOST.match(urlparse(url or "").hostname or "")
+    if found is None:
+        return None
+    return found.group(1) or found.group(2) or "us-east-1"
+
+
+def configured_region() -> str | None:
+    """AWS_REGION, else what boto3 finds itself (AWS_DEFAULT_REGION, the profile's region)."""
+    import boto3
+
+    return os.environ.get("AWS_REGION") or boto3.session.Session().region_name
+
+
+def region_for(service: str, queue_url: str | None = None) -> str | None:
+    return (queue_region(queue_url) if service == "sqs" else None) or configured_region()
+
+
 def make_client(service: str, *, path_style: bool = False, connect_timeout_s: float | None = None,
-                read_timeout_s: float | None = None) -> Any:
-    """A client with our one retry layer; timeouts default to the settings' defaults (F5B_AWS_*_TIMEOUT_S)."""
+                read_timeout_s: float | None = None, queue_url: str | None = None) -> Any:
+    """A client with our one retry layer; timeouts default to the settings' defaults (F5B_AWS_*_TIMEOUT_S).
+
+    `queue_url`: the queue an SQS client is for, whose URL may name its region."""
     import boto3
 
     from processor.settings import Settings
@@ -85,7 +113,7 @@ def make_client(service: str, *, path_style: bool = False, connect_timeout_s: fl
         connect_timeout_s=Settings.default("aws_connect_timeout_s") if connect_timeout_s is None else connect_timeout_s,
         read_timeout_s=Settings.default("aws_read_timeout_s") if read_timeout_s is None else read_timeout_s,
     )
-    return boto3.session.Session().client(service, config=config)
+    return boto3.session.Session().client(service, config=config, region_name=region_for(service, queue_url))
 
 
 class Clients:
@@ -104,5 +132,5 @@ class Clients:
     @cached_property
     def sqs(self) -> Any:
         # A long poll holds the connection open for its whole wait: the read timeout must outlast it.
-        return make_client("sqs", connect_timeout_s=self.settings.aws_connect_timeout_s,
+        return make_client("sqs", queue_url=self.settings.queue, connect_timeout_s=self.settings.aws_connect_timeout_s,
                            read_timeout_s=max(self.settings.aws_read_timeout_s, self.settings.receive_wait_s + 5))

@@ -3,123 +3,175 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
-
-from processor import __version__
-from processor.errors import F5BatchError, InvalidConfiguration
-from processor.manifest import parse_manifest, schema_text
+from processor import __version__, bootstrap, submit, validation
+from processor.errors import CommandError, F5BatchError, InvalidConfiguration, StartupCheckFailed
+from processor.failures import explain, is_aws_error
+from processor.flags import add_setting_flags, check_variables, settings_from
+from processor.manifest import schema_text
 from processor.seeding.cli import add_arguments as add_seed_arguments
 from processor.settings import Settings
-from processor.submit import Submission
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their lines (examples, exit codes); flags wrap as usual."""
+
+
+RUN_DESCRIPTION = """\
+The worker: take manifests from the inbox (a folder, an S3 prefix, or an SQS queue), synthesize each with the
+model on the volume, and write audio.<format>, log.jsonl and result.json to the outbox, one folder per job.
+Before the model loads it checks what doctor checks quickly (inbox, outbox, queue, region, model, metrics port)."""
+RUN_EPILOG = """\
+examples:
+  f5-batch run --once                                       # ./inbox -> ./outbox, then exit
+  f5-batch run --inbox s3://jobs/inbox/ --outbox s3://jobs/outbox/
+  f5-batch run --queue https://sqs.us-east-1.amazonaws.com/123456789012/f5-batch \\
+               --inbox s3://jobs/inbox/ --outbox s3://jobs/outbox/ --metrics-port 9100
+
+exit status:
+  0  --once: every job taken succeeded or failed with a result; or idle (--exit-when-idle), or stopped by a signal
+  1  a job was left unfinished, or the worker had to stop taking work (e.g. an outbox it cannot write)
+  2  a setting or start-up check is wrong: one line names it and the fix, before the model loads"""
+DOCTOR_DESCRIPTION = """\
+Check that this pod is set up right before it takes work: the volume (mounted, not the container disk, free
+space), the caches, the processing folder, the model (complete, checksums, loadable, a short test synthesis),
+the inbox, outbox and queue (reachable with these credentials, dead-letter queue), the region and the metrics
+port. Every line that is not a pass names the fix (docs/troubleshooting.md explains each check)."""
+DOCTOR_EPILOG = """\
+examples:
+  f5-batch doctor
+  f5-batch doctor --queue https://sqs.us-east-1.amazonaws.com/123456789012/f5-batch --inbox s3://jobs/inbox/
+  f5-batch doctor --json && f5-batch run        # a pod's start command
+
+exit status:
+  0  nothing failed (warnings allowed)
+  1  a check failed: fix the FAIL lines
+  2  a setting is wrong (one line names it)"""
+HEALTH_DESCRIPTION = """\
+Is every worker of this container healthy? Each running worker keeps its own file under
+<processing dir>/health/, rewritten every few seconds; a worker is healthy while its file is fresh, its process
+alive and no synthesis call has run past the job time limit. One line per worker found."""
+HEALTH_EPILOG = """\
+examples:
+  f5-batch health                    # the image's HEALTHCHECK
+  f5-batch health --pid 4242         # one worker only
+
+exit status:
+  0  every worker found is healthy, and at least one is running
+  1  a worker is unhealthy, frozen or gone, or none is running (the lines say which)
+  2  a setting is wrong (one line names it)"""
+SCHEMA_DESCRIPTION = """\
+Print the manifest's JSON Schema (manifests/schema.json), for editors and producers.
+
+example:
+  f5-batch schema > manifest.schema.json
+
+exit status: 0"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="f5-batch", description="Batch text-to-speech with F5-TTS.")
+    parser = argparse.ArgumentParser(
+        prog="f5-batch", description="Batch text-to-speech with F5-TTS.",
+        epilog="f5-batch COMMAND --help: what a command does, its flags with their defaults, examples and exit status.")
     parser.add_argument("--version", action="version", version=f"f5-batch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="take manifests from the inbox and write results to the outbox")
-    add_worker_options(run)
-    run.add_argument("--log-format", choices=["json", "text"], help="log lines as JSON or text (F5B_LOG_FORMAT)")
-    run.add_argument("--max-batch", type=int, help="jobs per synthesis call, 0: auto (F5B_MAX_BATCH)")
-    run.add_argument("--prefetch", type=int, help="jobs made ready ahead of synthesis (F5B_PREFETCH)")
-    run.add_argument("--exit-when-idle", dest="exit_when_idle_s", type=float, metavar="SECONDS",
-                     help="exit 0 after this long without a job (F5B_EXIT_WHEN_IDLE_S)")
-    run.add_argument("--metrics-port", type=int, help="serve /healthz and /metrics on this port (F5B_METRICS_PORT)")
+    run = commands.add_parser("run", help="take manifests from the inbox and write results to the outbox",
+                              description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=HelpFormatter)
     run.add_argument("--once", action="store_true", help="process what is in the inbox, then exit")
+    add_setting_flags(run)
 
-    submit = commands.add_parser("submit", help="validate manifests and drop them (and their voices) into the inbox")
-    submit.add_argument("files", nargs="+", type=Path)
-    target = submit.add_mutually_exclusive_group(required=True)
-    target.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/")
-    target.add_argument("--queue", help="SQS queue URL (the manifest is the message)")
-    submit.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
+    submit.add_arguments(commands.add_parser(
+        "submit", help=submit.HELP, description=submit.DESCRIPTION, epilog=submit.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
-    boot = commands.add_parser("bootstrap", help="create the queue, its dead-letter queue and the inbox notification")
-    boot.add_argument("--queue-name", required=True)
-    boot.add_argument("--inbox", help="s3://bucket/prefix/ whose new .json objects feed the queue")
-    boot.add_argument("--outbox", help="s3://bucket/prefix/ (created with --create-buckets)")
-    boot.add_argument("--create-buckets", action="store_true", help="create the inbox and outbox buckets if missing")
-    boot.add_argument("--max-receive-count", type=int, default=Settings.default("max_receives"),
-                      help="deliveries before the dead-letter queue")
-    boot.add_argument("--visibility-timeout", type=int, default=Settings.default("lease_s"),
-                      help="queue visibility timeout, seconds (the worker's lease, F5B_LEASE_S)")
-    boot.add_argument("--s3-path-style", action="store_true", help="path-style S3 addressing")
+    bootstrap.add_arguments(commands.add_parser(
+        "bootstrap", help=bootstrap.HELP, description=bootstrap.DESCRIPTION, epilog=bootstrap.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
-    validate = commands.add_parser("validate", help="check manifests without running them")
-    validate.add_argument("files", nargs="+", type=Path)
+    validation.add_arguments(commands.add_parser(
+        "validate", help=validation.HELP, description=validation.DESCRIPTION, epilog=validation.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
-    commands.add_parser("schema", help="print the manifest JSON Schema")
+    commands.add_parser("schema", help="print the manifest JSON Schema", description=SCHEMA_DESCRIPTION,
+                        formatter_class=HelpFormatter)
 
-    doctor = commands.add_parser("doctor", help="check that this pod is set up right before it takes work")
-    add_worker_options(doctor)
+    doctor = commands.add_parser("doctor", help="check that this pod is set up right before it takes work",
+                                 description=DOCTOR_DESCRIPTION, epilog=DOCTOR_EPILOG, formatter_class=HelpFormatter)
     doctor.add_argument("--json", action="store_true", help="one JSON document instead of one line per check")
+    add_setting_flags(doctor)
 
     seed = commands.add_parser("seed", help="put a model on the volume (once) so the worker can run offline")
     add_seed_arguments(seed)
 
-    health = commands.add_parser("health", help="exit 0 if the worker running here is healthy (for HEALTHCHECK)")
-    health.add_argument("--processing-dir", type=Path, help="the worker's scratch folder (F5B_PROCESSING_DIR)")
+    health = commands.add_parser("health", help="exit 0 if the workers running here are healthy (for HEALTHCHECK)",
+                                 description=HEALTH_DESCRIPTION, epilog=HEALTH_EPILOG, formatter_class=HelpFormatter)
+    health.add_argument("--processing-dir", type=Path,
+                        help=f"the workers' scratch folder (F5B_PROCESSING_DIR; default: "
+                             f"{Settings.default('processing_dir')})")
+    health.add_argument("--pid", type=int, help="check only the worker with this process id")
     return parser
-
-
-def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    """Where the worker's jobs, model and scratch files are: shared by `run` and `doctor`."""
-    parser.add_argument("--inbox", help="inbox folder or s3://bucket/prefix/ (F5B_INBOX)")
-    parser.add_argument("--outbox", help="outbox folder or s3://bucket/prefix/ (F5B_OUTBOX)")
-    parser.add_argument("--queue", help="SQS queue URL to take jobs from (F5B_QUEUE)")
-    parser.add_argument("--s3-path-style", action="store_const", const=True, help="path-style S3 (F5B_S3_PATH_STYLE)")
-    parser.add_argument("--volume", type=Path, help="model volume (F5B_VOLUME)")
-    parser.add_argument("--model", help="model name on the volume (F5B_MODEL)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (F5B_DEVICE)")
-    parser.add_argument("--processing-dir", type=Path, help="scratch folder for job files (F5B_PROCESSING_DIR)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "submit": cmd_submit, "validate": cmd_validate, "schema": cmd_schema,
                "bootstrap": cmd_bootstrap, "doctor": cmd_doctor, "seed": cmd_seed, "health": cmd_health}[args.command]
-    return handler(args)
+    try:
+        return handler(args)
+    except CommandError as exc:
+        return refuse(args.command, str(exc), exc.fix)
+    except KeyboardInterrupt:
+        print(f"f5-batch {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return refuse(args.command, f"{exc.filename}: {exc.strerror or exc}",
+                      "check that the path exists, is what the flag expects, and this user may use it")
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise  # a bug: its traceback is what a report needs
+        explained = explain(exc)
+        return refuse(args.command, explained.detail, explained.fix)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    names = ("inbox", "outbox", "queue", "s3_path_style", "volume", "model", "device", "processing_dir", "log_format",
-             "max_batch", "prefetch", "exit_when_idle_s", "metrics_port")
-    overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return Settings(**overrides)
+def refuse(command: str, detail: str, fix: str = "") -> int:
+    """The one line a command prints when it cannot go on: what failed, and what to do."""
+    print(f"f5-batch {command}: {detail}" + (f" — fix: {fix}" if fix else ""), file=sys.stderr)
+    return EXIT_USAGE
 
 
-def valid_settings(args: argparse.Namespace) -> Settings | None:
-    """The Settings of flags and environment, or None once what is invalid has been said."""
+def valid_settings(args: argparse.Namespace, *, strict: bool = True) -> Settings:
+    """The Settings of flags and environment, checked before anything is made or loaded: InvalidConfiguration
+    (one line, exit 2) names the flag or variable that is wrong. `strict`: a mistyped F5B_* variable is refused
+    too (`run`, `doctor`); otherwise it is a warning."""
     from processor.schemes import check
 
     try:
-        settings = settings_from(args)
-        check(settings)
-    except ValidationError as exc:
-        print(f"f5-batch: invalid configuration:\n{exc}", file=sys.stderr)
-        return None
+        check_variables(os.environ)
     except InvalidConfiguration as exc:
-        print(f"f5-batch: invalid configuration: {exc}", file=sys.stderr)
-        return None
+        if strict:
+            raise
+        print(f"f5-batch {args.command}: warning: {exc} — fix: {exc.fix}", file=sys.stderr)
+    settings = settings_from(args, os.environ)
+    check(settings)
     return settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = valid_settings(args)
-    if settings is None:
-        return EXIT_USAGE
     from processor.app import build_worker
     from processor.logs import configure, logger
 
     configure(settings.log_format)
+    check_before_loading(settings)
     try:
         worker = build_worker(settings)
     except F5BatchError as exc:
@@ -145,76 +197,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    try:
-        deliver = _submit_target(args)
-    except InvalidConfiguration as exc:
-        print(f"f5-batch submit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    failed = 0
-    for file in args.files:
-        try:
-            sub = Submission(file, parse_manifest(file.read_bytes(), file.stem))
-            where = deliver(sub)
-        except (OSError, F5BatchError) as exc:
-            print(f"{file}: not submitted: {getattr(exc, 'code', 'unreadable')}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"submitted {sub.manifest.job_id} -> {where}")
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _submit_target(args: argparse.Namespace) -> Callable[[Submission], str]:
-    from processor import submit
-    from processor.aws import S3Location, make_client
-    from processor.schemes import check_folder, scheme_of
-
-    if args.queue:
-        sqs = make_client("sqs")
-        return lambda sub: submit.to_queue(sub, args.queue, sqs)
-    scheme_of(args.inbox, "inbox")
-    if S3Location.bucket_of(args.inbox) is not None:
-        location, s3 = S3Location.parse(args.inbox), make_client("s3", path_style=args.s3_path_style)
-        return lambda sub: submit.to_s3(sub, location, s3)
-    check_folder(args.inbox, "inbox")
-    inbox = Path(args.inbox)
-    inbox.mkdir(parents=True, exist_ok=True)
-    return lambda sub: submit.to_folder(sub, inbox)
+    return submit.run(args)
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from processor.aws import S3Location, make_client
-    from processor.bootstrap import BootstrapPlan, bootstrap
-
-    try:
-        s3 = make_client("s3", path_style=args.s3_path_style)
-        plan = BootstrapPlan(
-            queue_name=args.queue_name,
-            inbox=S3Location.parse(args.inbox) if args.inbox else None,
-            outbox=S3Location.parse(args.outbox) if args.outbox else None,
-            create_buckets=args.create_buckets,
-            max_receive_count=args.max_receive_count,
-            visibility_timeout_s=args.visibility_timeout,
-            region=s3.meta.region_name,  # outside us-east-1 a bucket needs its location constraint
-        )
-        made = bootstrap(plan, s3, make_client("sqs"))
-    except F5BatchError as exc:
-        print(f"f5-batch bootstrap: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for name, value in made.items():
-        print(f"{name}={value}")
-    return EXIT_OK
+    return bootstrap.run(args)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    failed = 0
-    for file in args.files:
-        try:
-            manifest = parse_manifest(file.read_bytes(), file.stem)
-            print(f"{file}: ok (id {manifest.job_id}, seed {manifest.effective_seed})")
-        except (OSError, F5BatchError) as exc:
-            print(f"{file}: {getattr(exc, 'code', 'unreadable')}: {exc}")
-            failed += 1
-    return EXIT_FAILED if failed else EXIT_OK
+    return validation.run(args)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -222,10 +213,22 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_before_loading(settings: Settings) -> None:
+    """doctor's quick checks, before a model load that can take a minute: the first failure is one line, exit 2;
+    a warning is logged and the worker starts."""
+    from processor.doctor import startup_checks
+    from processor.logs import logger
+
+    for check in startup_checks(settings):
+        if check.status == "fail":
+            raise StartupCheckFailed(f"{check.name}: {check.detail}", check.hint)
+        if check.status == "warn":
+            logger.warning(f"{check.name}: {check.detail}", extra={"stage": "startup", "check": check.name,
+                                                                   "fix": check.hint})
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     settings = valid_settings(args)
-    if settings is None:
-        return EXIT_USAGE
     from processor.doctor import run_doctor
 
     code: int = run_doctor(settings, as_json=args.json)
@@ -239,11 +242,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from processor.health import check, health_file
+    from processor.health import check_workers
 
-    settings = valid_settings(args)
-    if settings is None:
-        return EXIT_USAGE
-    healthy, why = check(health_file(settings.processing_dir))
-    print(why)
+    settings = valid_settings(args, strict=False)
+    healthy, lines = check_workers(settings.processing_dir, pid=args.pid)
+    print("\n".join(lines))
     return EXIT_OK if healthy else EXIT_FAILED

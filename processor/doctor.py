@@ -58,13 +58,20 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("model.weights", model.weights, ("model.checksums",)),
     CheckSpec("vocoder.loadable", model.vocoder, ("model.checksums",)),
     CheckSpec("outbox.not_in_inbox", storage.not_in_inbox),
-    CheckSpec("inbox.reachable", storage.inbox),
-    CheckSpec("outbox.reachable", storage.outbox),
-    CheckSpec("queue.reachable", storage.queue),
+    CheckSpec("aws.region", storage.region),
+    CheckSpec("inbox.for_queue", storage.inbox_for_queue),
+    CheckSpec("inbox.reachable", storage.inbox, ("aws.region",)),
+    CheckSpec("outbox.reachable", storage.outbox, ("aws.region",)),
+    CheckSpec("queue.reachable", storage.queue, ("aws.region",)),
     CheckSpec("queue.redrive", storage.redrive, ("queue.reachable",)),
+    CheckSpec("metrics.port", environment.metrics_port),
     CheckSpec("synthesis.smoke", model.smoke, ("packages.pinned", *MODEL_CHECKS)),
 )
 CHECK_NAMES = tuple(spec.name for spec in CHECKS)
+# What `f5-batch run` checks before the model loads: each can only be found later the hard way (a failed job,
+# a traceback after a minute of loading). Quick ones only: no checksums, no test synthesis.
+STARTUP_CHECKS = ("volume.mounted", "model.complete", "processing.writable", "outbox.not_in_inbox", "aws.region",
+                  "inbox.for_queue", "inbox.reachable", "outbox.reachable", "queue.reachable", "metrics.port")
 
 
 def run_checks(ctx: Context, names: Collection[str] | None = None) -> list[Check]:
@@ -126,6 +133,11 @@ def quietly(fn: Callable[[], list[Check]]) -> list[Check]:
         return fn()
     finally:
         logger.setLevel(level)
+
+
+def startup_checks(settings: Settings) -> list[Check]:
+    """The checks `run` makes before the model loads: the same functions as doctor's, so the two never disagree."""
+    return quietly(lambda: run_checks(Context(settings), STARTUP_CHECKS))
 
 
 def run_doctor(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:

@@ -191,24 +191,48 @@ class LeaseLost(PermanentError):
     where = "log"
 
 
-class InvalidConfiguration(F5BatchError):
+class CommandError(F5BatchError):
+    """A command cannot go on: it prints one line, what failed and `fix` (what to do), and exits 2."""
+
+    where = "command"
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class InvalidConfiguration(CommandError):
     """Settings that cannot work: the worker refuses to start."""
 
     code = "invalid_configuration"
     meaning = ("a setting that cannot work (unknown inbox scheme, an inbox or outbox path that is not a folder, "
-               "overlapping inbox and outbox, bad bucket name)")
-    where = "command"
+               "overlapping inbox and outbox, bad bucket name, a bad value for a flag or F5B_* variable)")
 
 
-class ModelError(F5BatchError):
+class AwsUnavailable(CommandError):
+    code = "aws_unavailable"
+    meaning = ("an S3 or SQS call a command needs failed for good: no credentials or region, a missing bucket or "
+               "queue, access denied, an endpoint that does not answer, throttling past the retries")
+
+
+class StartupCheckFailed(CommandError):
+    code = "startup_check_failed"
+    meaning = "`f5-batch run`: a start-up check failed before the model loaded (the line names the check and the fix)"
+
+
+class ModelError(CommandError):
     """The model on the volume is missing or unusable: the worker cannot start."""
 
     code = "model_unavailable"
     meaning = "the model on the volume is missing, incomplete or damaged"
-    where = "command"
 
 
-class AlreadySubmitted(F5BatchError):
+class AlreadySubmitted(CommandError):
     code = "already_submitted"
     meaning = "`f5-batch submit`: a manifest of that name is already waiting in the inbox"
-    where = "command"
+
+
+class VoiceNotUploaded(CommandError):
+    code = "voice_not_uploaded"
+    meaning = ("`f5-batch submit --queue` without an S3 `--inbox`: the manifest's voice is a file next to it, which "
+               "nothing would upload")

@@ -7,12 +7,13 @@ import hashlib
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from processor.errors import InvalidJson, InvalidManifest, VoiceTextRequired
+from processor.errors import CATALOGUE, F5BatchError, InvalidJson, InvalidManifest, TextUnusable, VoiceTextRequired
 from processor.text import check_speakable
 
 MANIFEST_VERSION: Literal[1] = 1
@@ -139,26 +140,91 @@ def safe_id(name: str) -> str:
 
 def parse_manifest(body: bytes, default_id: str) -> Manifest:
     """Validate raw manifest bytes; every failure is a PermanentError with a stable code."""
-    data = load_json(body)
+    checked = check_manifest(body, default_id)
+    if checked.manifest is None:
+        raise checked.error()
+    return checked.manifest
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest: its error code, the field it is in ("" for the whole), and what to do."""
+
+    code: str
+    field: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: F5BatchError, field: str = "") -> Problem:
+        return cls(exc.code, field, str(exc))
+
+    def __str__(self) -> str:
+        """`field: message`, unless the message already starts by naming the field."""
+        named = not self.field or self.message.split(" ", 1)[0] == self.field
+        return self.message if named else f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckedManifest:
+    """Every problem of a manifest, in the order the worker meets them: the first one's code is the job's."""
+
+    manifest: Manifest | None
+    problems: list[Problem]
+    data: dict[str, Any] | None = None  # the JSON object, even when it is not a valid manifest
+
+    def error(self) -> F5BatchError:
+        """The one error the worker fails the job with: the first problem's code, with all problems of that code."""
+        first = self.problems[0]
+        same = [str(p) for p in self.problems if p.code == first.code]
+        if len(same) > MAX_REPORTED_PROBLEMS:
+            same = [*same[:MAX_REPORTED_PROBLEMS], f"and {len(same) - MAX_REPORTED_PROBLEMS} more problems"]
+        return CATALOGUE[first.code]("; ".join(same))
+
+
+def check_manifest(body: bytes, default_id: str) -> CheckedManifest:
+    """All the rules a manifest's bytes must meet, every problem collected (JSON that cannot be read is one)."""
+    try:
+        data = load_json(body)
+    except F5BatchError as exc:
+        return CheckedManifest(None, [Problem.of(exc)])
     if not isinstance(data, dict):
-        raise InvalidManifest(f"manifest must be a JSON object, not {_json_type(data)}")
-    _check_field_names(data)
-    named = data.get("id") is not None  # "id": null means the default, as if absent
-    if not named and not _ID_RE.fullmatch(default_id):
-        raise InvalidManifest(
-            f"file name '{printable(default_id)}' is not a valid job id; set \"id\" (pattern {ID_PATTERN})"
-        )
+        return CheckedManifest(None, [Problem(InvalidManifest.code, "",
+                                              f"manifest must be a JSON object, not {_json_type(data)}")])
+    problems = [*_field_name_problems(data), *_default_id_problems(data, default_id), *_voice_text_problems(data)]
+    named_or_bad = data.get("id") is not None or not _ID_RE.fullmatch(default_id)  # "id": null means the default
+    manifest: Manifest | None = None
+    try:
+        manifest = Manifest.model_validate(data if named_or_bad else {**data, "id": default_id})
+    except ValidationError as exc:
+        said = {p.field for p in problems}
+        problems += [p for p in schema_problems(exc) if p.field not in said]
+    if isinstance(data.get("text"), str) and not any(p.field == "text" for p in problems):
+        try:  # before any voice is fetched: zero-width characters alone make seconds of noise
+            check_speakable(data["text"])
+        except TextUnusable as exc:
+            problems.append(Problem.of(exc, "text"))
+    return CheckedManifest(None if problems else manifest, problems, data)
+
+
+def _field_name_problems(data: dict[str, Any]) -> list[Problem]:
+    return [Problem(InvalidManifest.code, printable(key, 100),
+                    f"unknown field; its name contains {character_kind(found.group())} {code_point(found.group())}")
+            for key in data if (found := _FORBIDDEN_RE.search(key))]
+
+
+def _default_id_problems(data: dict[str, Any], default_id: str) -> list[Problem]:
+    if data.get("id") is not None or _ID_RE.fullmatch(default_id):
+        return []
+    return [Problem(InvalidManifest.code, "id", f"file name '{printable(default_id)}' is not a valid job id; "
+                                                f"set \"id\" (pattern {ID_PATTERN})")]
+
+
+def _voice_text_problems(data: dict[str, Any]) -> list[Problem]:
     voice_text = data.get("voice_text")
     if voice_text is None or (isinstance(voice_text, str) and not voice_text.strip()):
-        raise VoiceTextRequired(
-            "voice_text is required: give the exact transcript of the voice clip (the worker does not transcribe)"
-        )
-    try:
-        manifest = Manifest.model_validate(data if named else {**data, "id": default_id})
-    except ValidationError as exc:
-        raise InvalidManifest(describe_validation_error(exc)) from exc
-    check_speakable(manifest.text)  # before any voice is fetched: zero-width characters alone make seconds of noise
-    return manifest
+        return [Problem(VoiceTextRequired.code, "voice_text", "voice_text is required: give the exact transcript "
+                                                             "of the voice clip (the worker does not transcribe)")]
+    return []
 
 
 def load_json(body: bytes) -> Any:
@@ -177,15 +243,6 @@ def load_json(body: bytes) -> Any:
         raise InvalidJson("manifest is not valid JSON: it is nested too deeply") from exc
     except ValueError as exc:  # an integer with more digits than Python converts
         raise InvalidJson(f"manifest is not valid JSON: {printable(str(exc).split(';')[0])}") from exc
-
-
-def _check_field_names(data: dict[str, Any]) -> None:
-    for key in data:
-        if found := _FORBIDDEN_RE.search(key):
-            raise InvalidManifest(
-                f"field '{printable(key, 100)}': unknown field; its name contains "
-                f"{character_kind(found.group())} {code_point(found.group())}"
-            )
 
 
 def _reject_constant(name: str) -> Any:
@@ -208,19 +265,17 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem, naming the field, in words a user can act on."""
+def schema_problems(exc: ValidationError) -> list[Problem]:
+    """One problem per schema violation, naming the field, in words a user can act on."""
     problems = []
-    errors = exc.errors(include_url=False)
-    for err in errors[:MAX_REPORTED_PROBLEMS]:
-        where = ".".join(printable(str(p), 100) for p in err["loc"]) or "manifest"
+    for err in exc.errors(include_url=False):
+        where = ".".join(printable(str(p), 100) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            problems.append(f"{where}: unknown field (check the spelling; see `f5-batch schema`)")
+            message = "unknown field (check the spelling; see `f5-batch schema`)"
         else:
-            problems.append(f"{where}: {printable(err['msg'])}")
-    if len(errors) > MAX_REPORTED_PROBLEMS:
-        problems.append(f"and {len(errors) - MAX_REPORTED_PROBLEMS} more problems")
-    return "; ".join(problems)
+            message = printable(err["msg"])
+        problems.append(Problem(InvalidManifest.code, where, message))
+    return problems
 
 
 def manifest_schema() -> dict[str, Any]:

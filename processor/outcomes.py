@@ -170,7 +170,7 @@ class Failed(Outcome):
         return self._result(origin, {}, self.error)
 
     def count(self, metrics: Metrics) -> None:
-        metrics.job_ended(self.metric, self.job.timings.model_dump())
+        metrics.job_ended(self.metric, self.job.timings.model_dump(), code=self.error.code)
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,9 @@ class Unrecorded(Outcome):
     def announce(self) -> None:
         self.job.log.event("unrecorded", f"its result could not be written: {self.error.message}", logging.ERROR,
                            code=self.error.code)
+
+    def count(self, metrics: Metrics) -> None:
+        metrics.job_ended(self.metric, code=self.error.code)
 
 
 def unrecorded(job: Job, error: F5BatchError) -> Outcome:

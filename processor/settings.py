@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         0.0, ge=0.0, description="Exit 0 after this many seconds without a job (0: never): a stopped pod stops billing."
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Serve /healthz and Prometheus /metrics here (0: off).")
+    metrics_bind: str = Field(
+        "auto", min_length=1, description="Address the metrics port listens on; auto: all interfaces in a container, "
+        "else 127.0.0.1."
+    )
     log_format: Literal["json", "text"] = Field("json", description="json: one object per line; text: for people.")
 
     @property

@@ -10,9 +10,10 @@ from functools import partial
 from pathlib import Path
 
 from processor.errors import F5BatchError
-from processor.health import HealthReporter, StatusServer
+from processor.health import HealthReporter, StatusServer, metrics_address
 from processor.job import Context, Job, life
 from processor.leases import HeldLease
+from processor.logs import logger
 from processor.metrics import Metrics
 from processor.outcomes import Attempts, Origin, Outcome, Released, Tally
 from processor.outputs import Outputs
@@ -24,6 +25,12 @@ from processor.storage.markers import Markers
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, SynthesisRequest, Synthesizer
 from processor.voices import PreparedVoices, Voices
+
+
+class Reporting(contextlib.ExitStack):
+    """The health file and status server of a run, and where its metrics are served (None: no port)."""
+
+    metrics_url: str | None = None
 
 
 @dataclass
@@ -60,7 +67,8 @@ class Worker:
         prefetch = Prefetch(max(1, self.synthesizer.max_batch), settings.prefetch, settings.lease_s)
         pipeline = Pipeline(stages, shutdown, prefetch, settings.exit_when_idle_s)
         try:
-            with self._reporting(pipeline):
+            with self._reporting(pipeline) as reporting:
+                self._ready(reporting.metrics_url)
                 pipeline.run()
         finally:
             shutdown.cancel()
@@ -74,15 +82,29 @@ class Worker:
                        workdir=self.workdir, attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 
-    def _reporting(self, pipeline: Pipeline[Job]) -> contextlib.ExitStack:
+    def _ready(self, metrics_url: str | None) -> None:
+        """One line saying what the worker waits on, once it can take work: where an operator looks first."""
+        settings = self.settings
+        source = f"queue {settings.queue} (inbox {settings.inbox})" if settings.queue else f"inbox {settings.inbox}"
+        model, device = self.synthesizer.model_name, self.synthesizer.device
+        metrics = f"metrics at {metrics_url}" if metrics_url else "no metrics port"
+        logger.info(f"ready: taking jobs from {source}, results to outbox {settings.outbox}; model {model} on "
+                    f"{device}; {metrics}",
+                    extra={"stage": "ready", "inbox": settings.inbox, "queue": settings.queue,
+                           "outbox": settings.outbox, "model": model, "device": device, "metrics": metrics_url,
+                           "worker": self.identity})
+
+    def _reporting(self, pipeline: Pipeline[Job]) -> Reporting:
         """The health file and the status port, for as long as the worker runs."""
-        stack = contextlib.ExitStack()
+        stack = Reporting()
         reporter = HealthReporter(self.health_path or Path(os.devnull), lambda: pipeline.busy_since,
                                   stuck_after_s=self.settings.job_timeout_s + 60)
         if self.health_path is not None:
             stack.enter_context(reporter)
         if self.settings.metrics_port:
-            stack.enter_context(StatusServer(self.settings.metrics_port, self.metrics, reporter))
+            host = metrics_address(self.settings.metrics_bind)
+            server = stack.enter_context(StatusServer(self.settings.metrics_port, self.metrics, reporter, host))
+            stack.metrics_url = f"http://{host}:{server.port}/metrics"
         return stack
 
     def _claim(self, once: bool, shutdown: Shutdown, taken: list[Job]) -> list[Job]:

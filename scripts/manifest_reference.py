@@ -86,7 +86,8 @@ def render(schema: dict[str, Any], example: str) -> str:
         f"{MAX_MANIFEST_BYTES // 1024} KiB: a `.json` file in the inbox, or the body of a queue message.",
         f"Unknown fields are {strict}. Schema: `manifests/schema.json` (`$id` `{schema['$id']}`, "
         f"JSON Schema {schema['$schema'].rsplit('/', 2)[-2]}); `f5-batch schema` prints it and "
-        "`f5-batch validate FILE...` checks manifests against it without running them.",
+        "`f5-batch validate FILE...` checks manifests against it, and against the worker's other rules (the file, "
+        "the id, the text, the voice path), without running them, reporting every problem.",
         "",
         "## Fields",
         "",

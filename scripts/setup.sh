@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # ffmpeg: pydub (reference-clip preparation) and torchaudio/torchcodec decode through it.
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# jq: the docs read result.json with it, and a test runs every documented command.
+missing=""
+for tool in ffmpeg jq; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "setup: installing Debian packages (ffmpeg)"
+  echo "setup: installing Debian packages:$missing"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import argparse
 import re
 import shutil
 import subprocess
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from processor.flags import flag
 from processor.settings import Settings
 
 from tests.support.manifests import manifest, write_manifest
-from tests.support.paths import EXAMPLES, REPO
+from tests.support.paths import EXAMPLES, REPO, VOICE
 from tests.support.results import all_results
 from tests.support.workers import run_cli
 
@@ -28,6 +29,20 @@ def test_console_script_and_module_are_the_same_command() -> None:
     assert by_script.stdout.replace("f5-batch", "X") == by_module.stdout.replace("f5-batch", "X")
     for command in ("run", "submit", "validate", "schema"):
         assert command in by_module.stdout
+
+
+def test_every_command_has_help_with_a_description_an_example_and_its_exit_status() -> None:
+    from processor.cli import build_parser
+
+    [commands] = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    for name, parser in commands.choices.items():
+        text = parser.format_help()
+        assert parser.description, name
+        assert "example" in text and f"f5-batch {name}" in text.split("example", 1)[1], name
+        assert "exit status" in text, name
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.help:
+                assert "default" in action.help or "%(default)" in action.help, (name, action.option_strings)
 
 
 def test_submit_drops_manifests_and_their_voice_into_the_inbox(tmp_path: Path) -> None:
@@ -54,6 +69,8 @@ def test_submit_refuses_invalid_manifests_with_their_code(tmp_path: Path) -> Non
     bad = write_manifest(src, "typo", manifest(speeed=2))
     escape = write_manifest(src, "escape", manifest(voice="../../etc/passwd"))
     good = write_manifest(src, "good", manifest())
+    (src / "voices").mkdir()
+    shutil.copyfile(VOICE, src / "voices" / "narrator.wav")  # the voice goes along with the manifest
     out = run_cli("submit", str(bad), str(escape), str(good), "--inbox", str(tmp_path / "inbox"))
     assert out.returncode == 1
     assert "invalid_manifest" in out.stderr and "speeed" in out.stderr
@@ -71,17 +88,19 @@ def test_validate_reports_each_file(tmp_path: Path) -> None:
 
 
 def test_run_without_a_seeded_model_says_how_to_seed(tmp_path: Path) -> None:
+    """Before the model loads: one line naming the check and a seed command that works, exit 2."""
+    (tmp_path / "vol").mkdir()
     out = run_cli("run", "--once", "--volume", str(tmp_path / "vol"), "--model", "F5TTS_v1_Base",
                   "--inbox", str(tmp_path / "in"), "--outbox", str(tmp_path / "out"))
-    assert out.returncode == 1
-    event = json.loads(out.stdout.strip().splitlines()[-1])
-    assert event["code"] == "model_unavailable"
-    assert event["msg"].endswith(f"seed it with: f5-batch seed --volume {tmp_path / 'vol'} --model F5TTS_v1_Base")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("f5-batch run: model.complete: ")
+    assert line.endswith(f"fix: f5-batch seed --volume {tmp_path / 'vol'} --model F5TTS_v1_Base")
 
 
 def test_run_rejects_bad_configuration(tmp_path: Path) -> None:
     out = run_cli("run", "--once", "--inbox", str(tmp_path), env={"F5B_MAX_ATTEMPTS": "0"})
-    assert out.returncode == 2 and "max_attempts" in out.stderr
+    assert out.returncode == 2 and "F5B_MAX_ATTEMPTS '0'" in out.stderr
 
 
 @pytest.mark.parametrize("where", ["inbox", "outbox"])
@@ -110,11 +129,13 @@ def test_environment_variables_configure_the_worker(tmp_path: Path, monkeypatch)
 
 def test_readme_configuration_table_matches_settings() -> None:
     readme = (REPO / "README.md").read_text()
-    rows = re.findall(r"^\| (\w+) \| [^|]*\| `(F5B_\w+)` \| ([^|]+) \|", readme, flags=re.M)
-    documented = {name: (env, default.strip()) for name, env, default in rows}
+    rows = re.findall(r"^\| (\w+) \| `(--[\w-]+)` \| `(F5B_\w+)` \| ([^|]+) \|", readme, flags=re.M)
+    documented = {name: (option, env, default.strip()) for name, option, env, default in rows}
     assert set(documented) == set(Settings.model_fields), "README configuration table is out of date"
-    for name, (env, default) in documented.items():
-        assert env == f"F5B_{name.upper()}"
+    run_help = run_cli("run", "--help").stdout
+    for name, (option, env, default) in documented.items():
+        assert (option, env) == (flag(name), f"F5B_{name.upper()}")
+        assert option in run_help and env in run_help, name
         field = Settings.model_fields[name]
         if field.default is None:
             assert default == "none", name

@@ -98,7 +98,7 @@ def test_overlapping_or_non_folder_locations_are_refused_at_start_up(tmp_path: P
                   "--volume", str(tmp_path / "no-volume"), "--processing-dir", str(tmp_path / "processing"))
     assert (out.returncode, out.stdout) == (2, ""), out.stdout[-3000:] + out.stderr[-3000:]
     [line] = out.stderr.strip().splitlines()
-    assert line.startswith("f5-batch: invalid configuration: ") and says in line and "Traceback" not in line
+    assert line.startswith("f5-batch run: ") and says in line and "Traceback" not in line
     assert sorted(tmp_path.rglob("*")) == before, "nothing made before the refusal"
 
 

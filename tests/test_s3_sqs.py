@@ -423,9 +423,9 @@ def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: 
     sqs = moto_endpoint.client("sqs")
     queue = sqs.create_queue(QueueName=unique_name("q"))["QueueUrl"]
     refused = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "hello.json"), "--queue", queue)
-    assert refused.returncode == 1 and "needs an \"id\"" in refused.stderr
+    assert refused.returncode == 1 and "voice_not_uploaded" in refused.stderr, "nothing would upload its voice"
     sent = f5_batch(moto_endpoint, "submit", str(EXAMPLES / "chapter-flac.json"), "--queue", queue,
-                    env={"AWS_ENDPOINT_URL_SQS": moto_endpoint.url})
+                    "--inbox", f"s3://{name}/inbox/", "--s3-path-style")
     assert sent.returncode == 0, sent.stderr
     (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
     assert json.loads(message["Body"])["id"] == "chapter-1"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from processor.seeding.cli import RANDOM_SUFFIX, TINY_MODEL
+from processor.seeding.cli import DEFAULT_MODEL, RANDOM_SUFFIX, TINY_MODEL
 from processor.seeding.flow import disk_free as seeding_disk_free
 from processor.seeding.flow import existing_ancestor
 from processor.seeding.sources import HUB_MODELS
@@ -114,6 +114,26 @@ def seed_command(settings: Settings, *, fresh: bool = False) -> str:
     fp16 = " --fp16-copy" if folder.weights_fp16.is_file() else ""
     command = f"{SEED_COMMAND} --volume {volume} {source}{fp16}"
     return f"rm -rf {folder.path} && {command}" if fresh else command
+
+
+def is_known_model(name: str) -> bool:
+    """A name `f5-batch seed` can make without a copy of the folder (`--from`)."""
+    return name == TINY_MODEL or name in HUB_MODELS or name.endswith(RANDOM_SUFFIX)
+
+
+def unseeded_fix(settings: Settings) -> str:
+    """For a model that is not on the volume: the models that are, and a seed command that works.
+
+    A name `seed` does not know is most often a typo: its seed command would fail (`unknown model`), so the fix
+    names the models there are instead."""
+    on_volume = Volume(settings.volume).seeded_models()
+    there = (f"the volume has {', '.join(on_volume)}: pass --model NAME (F5B_MODEL) with one of them"
+             if on_volume else f"no model is seeded on {settings.volume}")
+    if is_known_model(settings.model):
+        return f"{seed_command(settings)}; {there}" if on_volume else seed_command(settings)
+    known = ", ".join(HUB_MODELS)
+    return (f"{there}; or seed one: {SEED_COMMAND} --volume {settings.volume} --model {DEFAULT_MODEL} "
+            f"(models seed knows: {known}, {TINY_MODEL}; f5-batch seed --help lists them all)")
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -111,3 +112,26 @@ def caches(ctx: Context) -> Verdict:
 
 def _under(value: str, root: Path) -> bool:
     return Path(value).expanduser().resolve().is_relative_to(root)
+
+
+def metrics_port(ctx: Context) -> Verdict:
+    """Found before the model loads (a minute on a cold volume), not after it as a traceback."""
+    port = ctx.settings.metrics_port
+    if not port:
+        return passed("no metrics port (F5B_METRICS_PORT): /healthz and /metrics are off")
+    host = metrics_host(ctx)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the status server binds
+            probe.bind((host, port))
+    except OSError as exc:
+        return failed(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                      f"stop what holds port {port} (ss -ltnp 'sport = :{port}' shows it), or set --metrics-port "
+                      f"(F5B_METRICS_PORT) to a free port")
+    return passed(f"{host}:{port} is free")
+
+
+def metrics_host(ctx: Context) -> str:
+    from processor.health import metrics_address
+
+    return metrics_address(ctx.settings.metrics_bind)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from processor.checks import Context, Verdict, failed, passed, seed_command
+from processor.checks import Context, Verdict, failed, passed, seed_command, unseeded_fix
 from processor.errors import ModelError
 from processor.imports import lean_imports
 from processor.model import (
@@ -41,7 +41,8 @@ FALLBACK_VOICE_TEXT = "A steady tone for the doctor's check."
 def complete(ctx: Context) -> Verdict:
     folder = ctx.folder
     if not folder.path.is_dir():
-        return failed(f"{folder.path} does not exist: the model is not seeded", seed_command(ctx.settings))
+        return failed(f"{folder.path} does not exist: the model {ctx.settings.model} is not seeded",
+                      unseeded_fix(ctx.settings))
     missing = folder.missing_files()
     if missing:
         return failed(f"{folder.path} lacks {', '.join(missing)}", seed_command(ctx.settings))

@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from processor.aws import S3Location, make_client
+from processor.aws import S3Location, configured_region, make_client, queue_region
 from processor.checks import PROBE_NAME, Context, Verdict, failed, passed, probe_file, warned
 from processor.errors import F5BatchError
-from processor.logs import redact
-from processor.retries import CallRetry, error_code, http_status
+from processor.failures import REGION_FIX, explain
+from processor.retries import CallRetry, http_status
 from processor.schemes import check_no_loop
 from processor.settings import Settings
 from processor.storage.s3_inbox import LEASES
@@ -28,7 +28,6 @@ PROBE_CONNECT_S = 3.0
 PROBE_READ_S = 10.0
 PROBE_RETRY = CallRetry(max_attempts=2, initial_s=0.2, max_s=1.0, total_s=15.0)
 PROBE_BODY = b"f5-batch doctor probe: safe to delete\n"
-POLICY = "docs/iam-policy.json"
 # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
 # ("we don't recommend setting maxReceiveCount to 1"): one failed receive would dead-letter a job.
 MIN_RECEIVE_COUNT = 2
@@ -36,34 +35,8 @@ MIN_RECEIVE_COUNT = 2
 
 def probe_client(service: str, settings: Settings) -> Any:
     """The worker's client configuration (endpoint, credentials, addressing), with the probe's short timeouts."""
-    return make_client(service, path_style=settings.s3_path_style, connect_timeout_s=PROBE_CONNECT_S,
-                       read_timeout_s=PROBE_READ_S)
-
-
-def aws_failure(exc: Exception, client: Any, what: str) -> tuple[str, str]:
-    """What went wrong and what to do, naming the endpoint: the operator's first question when a pod cannot connect."""
-    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError
-
-    where = client.meta.endpoint_url if client is not None else "the AWS endpoint"
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return (f"no usable AWS credentials for {where}: {exc}",
-                "give the pod credentials through the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(on RunPod as pod environment variables or secrets), AWS_PROFILE, or an instance role")
-    if isinstance(exc, NoRegionError):
-        return "no AWS region configured", "set AWS_REGION (or AWS_DEFAULT_REGION) to the region of the bucket/queue"
-    status, code = http_status(exc), error_code(exc)
-    if status in (401, 403):
-        return (f"{code} (HTTP {status}) from {where}",
-                f"give the pod's credentials the permissions in {POLICY} for {what}")
-    if status == 404 or "NoSuch" in code or "NonExistent" in code:
-        return (f"{code} (HTTP {status or '-'}) from {where}",
-                f"create {what} (f5-batch bootstrap creates the queue and, with --create-buckets, the buckets) "
-                f"or fix its name")
-    if status:
-        return f"{code} (HTTP {status}) from {where}", f"the endpoint answered with an error: check {where}'s status"
-    return (redact(f"cannot reach {where}: {type(exc).__name__}: {exc}"),
-            "check the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS), the region and the "
-            "pod's network")
+    return make_client(service, path_style=settings.s3_path_style, queue_url=settings.queue,
+                       connect_timeout_s=PROBE_CONNECT_S, read_timeout_s=PROBE_READ_S)
 
 
 def client_of(ctx: Context, service: str) -> Any:
@@ -124,8 +97,8 @@ def outbox(ctx: Context) -> Verdict:
 
 
 def probe_failed(exc: Exception, client: Any, where: str, what: str) -> Verdict:
-    detail, hint = aws_failure(exc, client, what)
-    return failed(f"{where}: {detail}", hint)
+    explained = explain(exc, client, what)
+    return failed(f"{where}: {explained.detail}", explained.fix)
 
 
 def put_and_delete(s3: Any, bucket: str, key: str) -> None:
@@ -180,3 +153,38 @@ def redrive(ctx: Context) -> Verdict:
         return warned(f"maxReceiveCount is {count}: one interrupted delivery sends a job to {target}",
                       f"{bootstrap} --max-receive-count 5")
     return passed(f"dead letters go to {target} after {count} receives")
+
+
+def uses_aws(settings: Settings) -> bool:
+    return bool(settings.queue) or any(S3Location.bucket_of(where) is not None
+                                       for where in (settings.inbox, settings.outbox))
+
+
+def region(ctx: Context) -> Verdict:
+    """Without a region an SQS client cannot even be made; a wrong one answers NonExistentQueue."""
+    settings = ctx.settings
+    if not uses_aws(settings):
+        return passed("no S3 or SQS location configured: no region needed")
+    from_queue = queue_region(settings.queue)
+    if from_queue:
+        return passed(f"{from_queue}, from the queue URL")
+    found = configured_region()
+    if found is None:
+        return failed("no AWS region configured (boto3 found none, and the queue URL names none)", REGION_FIX)
+    source = "AWS_REGION" if ctx.environ.get("AWS_REGION") else "AWS_DEFAULT_REGION or the AWS profile"
+    return passed(f"{found}, from {source}")
+
+
+def inbox_for_queue(ctx: Context) -> Verdict:
+    """With a queue, the inbox says where voices (and the manifests S3 events name) are: a bucket, not a folder."""
+    settings = ctx.settings
+    if not settings.queue:
+        return passed("no queue configured: the inbox is scanned")
+    if S3Location.bucket_of(settings.inbox) is not None:
+        return passed(f"jobs from the queue; voices and manifests in {settings.inbox}")
+    if settings.voice_buckets:
+        return passed(f"jobs from the queue; voices from the buckets {settings.voice_buckets} (F5B_VOICE_BUCKETS)")
+    return failed(f"--queue is set but the inbox is the folder {settings.inbox!r}: every job whose manifest or voice "
+                  f"is in S3 would fail",
+                  "pass --inbox s3://BUCKET/PREFIX/ (F5B_INBOX): the bucket and prefix the queue's manifests and "
+                  "voices are in")

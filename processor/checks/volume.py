@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import os
 
-from processor.checks import Context, Verdict, failed, passed, probe_file, warned, where_mounted
+from processor.checks import (
+    Context,
+    Verdict,
+    failed,
+    is_known_model,
+    passed,
+    probe_file,
+    seed_command,
+    warned,
+    where_mounted,
+)
 from processor.model import read_vocab, weights_bytes
 from processor.seeding.cli import RANDOM_SUFFIX, TINY_MODEL
 from processor.seeding.flow import MIN_SPACE_MARGIN, check_free_space, format_size
@@ -29,6 +39,8 @@ def mounted(ctx: Context) -> Verdict:
         return passed(f"{volume} {where_mounted(volume)}")
     if ctx.on_pod or volume == RUNPOD_VOLUME:
         hint = (f"attach a network volume to the pod (RunPod mounts it at {RUNPOD_VOLUME}), or {SET_VOLUME}")
+    elif is_known_model(ctx.settings.model):
+        hint = f"{SET_VOLUME}, or seed one for local use: {seed_command(ctx.settings)} (creates {volume})"
     else:
         hint = f"{SET_VOLUME}, or create {volume} for local use"
     return failed(f"{volume} does not exist or is not a folder", hint)

@@ -77,6 +77,17 @@ def known_models() -> str:
         f"  {'ARCH' + RANDOM_SUFFIX:<14} --random ARCH: F5-TTS's architecture ARCH with random weights, offline;",
         f"  {'':<14} ARCH is one of {', '.join(random_architectures())}",
         f"  {'NAME':<14} --from DIR: a copy of the model folder DIR (NAME: its name, or --model NAME)",
+        "",
+        "examples:",
+        "  f5-batch seed --volume /runpod-volume                  # the default model, from the hub",
+        "  f5-batch seed --volume ./volume --tiny                 # offline test model",
+        "  f5-batch seed --volume /runpod-volume --from /mirror   # from a local mirror in hub layout",
+        "",
+        "exit status:",
+        f"  {EXIT_OK}    seeded, or already complete",
+        f"  {EXIT_FAILED}    seeding failed (the line says why; run again to resume)",
+        f"  {EXIT_USAGE}    a usage error (an unknown model, a missing /runpod-volume)",
+        f"  {EXIT_INTERRUPTED}  interrupted: the model is not marked seeded",
     ])
 
 

@@ -94,6 +94,34 @@ def under_prefix(key: str, prefix: str) -> bool:
     return key.startswith(prefix) or folded.startswith(prefix)
 
 
+def voice_buckets(settings: Settings, inbox_bucket: str) -> frozenset[str]:
+    """The buckets voices may come from: F5B_VOICE_BUCKETS, else the inbox's own."""
+    return frozenset({b.strip() for b in settings.voice_buckets.split(",") if b.strip()} or {inbox_bucket})
+
+
+def voice_object(ref: str, default_bucket: str, allowed_buckets: frozenset[str] | None,
+                 outbox: S3Location | None = None) -> tuple[str, str]:
+    """The bucket and key a manifest's `voice` names: `s3://bucket/key`, or a key in `default_bucket`.
+
+    `allowed_buckets` None: any bucket (`validate` and `submit`, which do not know the worker's allow-list)."""
+    if ref.startswith("s3://"):
+        bucket, _, key = ref[len("s3://"):].partition("/")
+    elif "://" in ref:
+        raise VoiceNotAllowed(f"voice {ref!r}: only s3:// URLs or keys in the inbox bucket are read")
+    else:
+        bucket, key = default_bucket, ref
+    parts = PurePosixPath(key).parts
+    if not key or key.startswith("/") or ".." in parts or "\\" in key:
+        raise VoiceNotAllowed(f"voice {ref!r} is not a valid object key")
+    if allowed_buckets is not None and bucket not in allowed_buckets:
+        raise VoiceNotAllowed(
+            f"voice {ref!r} is in bucket {bucket!r}, which is not in the allow-list (F5B_VOICE_BUCKETS)"
+        )
+    if outbox is not None and bucket == outbox.bucket and under_prefix(key, outbox.prefix):
+        raise VoiceNotAllowed(f"voice {ref!r} is in the outbox ({outbox.uri()}): results are not voices")
+    return bucket, key
+
+
 @dataclass
 class S3Outbox:
     client: Any
@@ -177,10 +205,10 @@ class S3Voices:
     def open(cls, url: str, settings: Settings, clients: Clients, workdir: WorkDir) -> S3Voices:
         """Voices for the inbox `url`: keys in its bucket (if it is one), and the buckets of F5B_VOICE_BUCKETS."""
         default_bucket = S3Location.bucket_of(url) or ""
-        allowed = {b.strip() for b in settings.voice_buckets.split(",") if b.strip()} or {default_bucket}
+        allowed = voice_buckets(settings, default_bucket)
         cache = VoiceCache(workdir.mine / "voice-cache", settings.voice_cache_bytes)
         outbox = S3Location.parse(settings.outbox) if S3Location.bucket_of(settings.outbox) else None
-        return cls(clients.s3, default_bucket, frozenset(allowed), settings.voice_max_bytes, cache, clients.retry,
+        return cls(clients.s3, default_bucket, allowed, settings.voice_max_bytes, cache, clients.retry,
                    outbox)
 
     def identity(self, ref: str) -> str:
@@ -208,23 +236,7 @@ class S3Voices:
         return bucket, key, etag
 
     def resolve(self, ref: str) -> tuple[str, str]:
-        if ref.startswith("s3://"):
-            bucket, _, key = ref[len("s3://"):].partition("/")
-        elif "://" in ref:
-            raise VoiceNotAllowed(f"voice {ref!r}: only s3:// URLs or keys in the inbox bucket are read")
-        else:
-            bucket, key = self.default_bucket, ref
-        parts = PurePosixPath(key).parts
-        if not key or key.startswith("/") or ".." in parts or "\\" in key:
-            raise VoiceNotAllowed(f"voice {ref!r} is not a valid object key")
-        if bucket not in self.allowed_buckets:
-            raise VoiceNotAllowed(
-                f"voice {ref!r} is in bucket {bucket!r}, which is not in the allow-list (F5B_VOICE_BUCKETS)"
-            )
-        outbox = self.outbox
-        if outbox is not None and bucket == outbox.bucket and under_prefix(key, outbox.prefix):
-            raise VoiceNotAllowed(f"voice {ref!r} is in the outbox ({outbox.uri()}): results are not voices")
-        return bucket, key
+        return voice_object(ref, self.default_bucket, self.allowed_buckets, self.outbox)
 
     def _head(self, bucket: str, key: str, ref: str) -> dict[str, Any]:
         try:

@@ -152,6 +152,13 @@ class Volume:
     def model(self, name: str) -> ModelFolder:
         return ModelFolder(self.models_dir / name)
 
+    def seeded_models(self) -> list[str]:
+        """Names of the model folders with every file present (checksums are not read: that takes a while)."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(path.name for path in self.models_dir.iterdir()
+                      if path.is_dir() and not ModelFolder(path).missing_files())
+
     def cache_environment(self) -> dict[str, str]:
         """Environment that points every cache at the volume, never the container disk."""
         return {
