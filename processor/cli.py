@@ -182,14 +182,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     shutdown = Shutdown(settings.shutdown_grace_s)
     shutdown.install()
     handled = worker.run(once=args.once, shutdown=shutdown)
+    signalled = not worker.exited_idle and worker.trouble is None and shutdown.requested.is_set()
     reason = (f"idle for {settings.exit_when_idle_s:g} s" if worker.exited_idle
               else "stopped taking work" if worker.trouble is not None
-              else "stopped by signal" if shutdown.requested.is_set() else "inbox drained")
-    logger.info(f"{reason}: {handled} manifest(s) handled", extra={"stage": "exit", "handled": handled})
+              else "stopped by signal" if signalled else "inbox drained")
+    tally = worker.tally
+    # A stop by signal gives back what it holds by design: its jobs left are no failure of the run.
+    failed = worker.trouble is not None or (tally.left > 0 and not signalled)
+    say = logger.warning if failed else logger.info
+    say(f"{reason}: {tally.summary()}", extra={"stage": "exit", "handled": handled, **tally.fields()})
     if worker.trouble is not None:
         logger.error(f"the worker stopped before its work was done: {worker.trouble}", extra={"stage": "exit"})
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

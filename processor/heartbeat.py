@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
-from processor.logs import logger
+from processor.logs import JobLog
 
 
 class Heartbeat:
-    def __init__(self, name: str, extend: Callable[[], None], interval_s: float) -> None:
+    def __init__(self, name: str, extend: Callable[[], None], interval_s: float, log: JobLog) -> None:
         self.name = name
         self.extend = extend
         self.interval_s = interval_s
+        self.log = log  # the job's: a missed beat is said under the job's id, in its log.jsonl too
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
@@ -32,5 +34,4 @@ class Heartbeat:
             try:
                 self.extend()
             except Exception as exc:  # a missed beat is logged; the write-once result still guards duplicates
-                logger.warning(f"could not extend the lease on {self.name}: {exc}",
-                               extra={"stage": "heartbeat", "job": self.name})
+                self.log.event("heartbeat", f"could not extend the lease on {self.name}: {exc}", logging.WARNING)

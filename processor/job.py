@@ -47,6 +47,7 @@ class Context:
 
 def life(job: Job, ctx: Context) -> Life:
     """One claimed manifest, from its bytes to how it ended; any failure is an outcome, never the worker's."""
+    job.begin()
     try:
         manifest = job.read_manifest()
         if ctx.outputs.finished(job.id):
@@ -57,7 +58,8 @@ def life(job: Job, ctx: Context) -> Life:
             with job.timed("fetch"):
                 voice = ctx.voices.prepare(manifest, scratch)
             job.fetched(voice)
-            speech = yield SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s())
+            speech = yield from job.synthesized(
+                SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s()))
             audio = finish_audio(job, manifest, speech, scratch)
             if ctx.outputs.finished(job.id):
                 return Skipped(job, "another worker finished this job first; its result stands", "duplicate",
@@ -106,28 +108,54 @@ class Job:
     time_limit_s: float  # F5B_JOB_TIMEOUT_S: the job's own work, not its wait for a free synthesizer
     log: JobLog = field(init=False)
     attempt: int = field(init=False)
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # its claim: `timings.total` counts from here
     timings: Timings = field(default_factory=Timings)
     body: bytes = b""
     manifest: Manifest | None = None
     deadline: float | None = None
+    _begun: bool = False
+    _claim_said: bool = False
 
     def __post_init__(self) -> None:
-        self.log = JobLog(safe_id(self.held.name))
+        self.log = self.held.log
         self.attempt = self.held.lease.delivery
-        self.log.event("claimed", f"claimed manifest {printable(self.held.name, 1024)}")
 
     @property
     def id(self) -> str:
         """The manifest's id; before it is read (or when it cannot be), a safe id made from the manifest's name."""
         return self.manifest.job_id if self.manifest else safe_id(self.held.name)
 
+    def begin(self) -> None:
+        """Its life starts: the jobs of one claim begin one after another, and the wait for that is `queued`."""
+        if not self._begun:
+            self._begun = True
+            self.timings.queued += time.monotonic() - self.started
+
     def read_manifest(self) -> Manifest:
-        self.body = self.held.body
-        self.manifest = parse_manifest(self.body, self.held.name)
-        self.log.job = self.manifest.job_id
+        """The manifest; read or not, the job's log then says it was claimed, under the id it keeps to its result."""
+        try:
+            self.body = self.held.body
+            self.manifest = parse_manifest(self.body, self.held.name)
+        finally:
+            self.log.job = self.id
+            self.say_claimed()
         self.deadline = time.monotonic() + self.time_left_s()
         return self.manifest
+
+    def say_claimed(self) -> None:
+        """The job's first line, once: after its manifest is read, so that every line carries the same id."""
+        if not self._claim_said:
+            self._claim_said = True
+            self.log.event("claimed", f"claimed manifest {printable(self.held.name, 1024)}")
+
+    def synthesized(self, request: SynthesisRequest) -> Generator[SynthesisRequest, Speech, Speech]:
+        """The request's speech. Until the output thread resumes the job, it waits for the synthesizer (batches
+        ahead of it), is synthesized, then waits for the output thread: the waits, less the call, are `queued`.
+        A synthesis error is thrown in at the yield: that wait is not told apart from the call, and not counted."""
+        ready = time.monotonic()
+        speech = yield request
+        self.timings.queued += max(0.0, time.monotonic() - ready - speech.seconds)
+        return speech
 
     def time_left_s(self) -> float:
         return self.time_limit_s - self.timings.fetch - self.timings.synth - self.timings.write

@@ -6,15 +6,21 @@ release when the worker must leave mid-job (`abandon`). The end runs under a
 lock, so an end under way (a result being written) is let finish rather than
 released on top. The job's in-progress marker, once taken, rides on the lease:
 the same heartbeat renews it, and it is dropped right after the lease's end.
+
+The job's log starts here too, so that what the heartbeat and the lease's end
+say carries the job's one id (and its queue message's id), as its other lines do.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from processor.heartbeat import Heartbeat
-from processor.logs import logger
+from processor.logs import JobLog
+from processor.manifest import safe_id
 from processor.shutdown import Shutdown
 from processor.storage import Lease
 from processor.storage.markers import Marker
@@ -22,14 +28,24 @@ from processor.storage.markers import Marker
 ABANDON_WAIT_S = 2.0  # at abandon, longest wait for a heartbeat in flight or an end under way
 
 
+@runtime_checkable
+class Delivered(Protocol):
+    """A lease on a queue message: the message's id names the delivery in every line of its job's log."""
+
+    @property
+    def message_id(self) -> str: ...
+
+
 class HeldLease:
     def __init__(self, lease: Lease, heartbeat_s: float, shutdown: Shutdown) -> None:
         self.lease = lease
+        self.message_id = lease.message_id if isinstance(lease, Delivered) else None
+        self.log = JobLog(safe_id(lease.name), {"message_id": self.message_id} if self.message_id else {})
         self._ending = threading.Lock()
         self._ended = False
         self.marker: Marker | None = None
         self._unregister = shutdown.on_abandon(self.abandon)
-        self._heartbeat = Heartbeat(lease.name, self._beat, heartbeat_s).start()
+        self._heartbeat = Heartbeat(lease.name, self._beat, heartbeat_s, self.log).start()
 
     @property
     def name(self) -> str:
@@ -82,5 +98,5 @@ class HeldLease:
         try:
             self.marker.drop()
         except Exception as exc:  # it expires on its own; a later delivery takes it over then
-            logger.warning(f"could not remove the in-progress marker of {self.marker.job_id}: {exc}",
-                           extra={"stage": "marker", "job": self.marker.job_id})
+            self.log.event("marker", f"could not remove the in-progress marker of {self.marker.job_id}: {exc}",
+                           logging.WARNING)

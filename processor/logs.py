@@ -71,16 +71,22 @@ def configure(fmt: str = "json", level: int = logging.INFO) -> None:
 
 @dataclass
 class JobLog:
-    """A job's events: logged as they happen, kept for its `log.jsonl`."""
+    """A job's events: logged as they happen, kept for its `log.jsonl`.
+
+    Every line names the job by one id: the manifest's id once it is read (until then, or when it cannot be, the
+    lease's name, which is also the result's id then), and carries `ids` (the queue message's id) from claim to result.
+    """
 
     job: str
+    ids: dict[str, str] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def event(self, stage: str, msg: str, level: int = logging.INFO, **fields: Any) -> None:
-        record = {"ts": round(time.time(), 3), "level": logging.getLevelName(level).lower(), "job": self.job,
+        named = {"job": self.job, **self.ids}
+        record = {"ts": round(time.time(), 3), "level": logging.getLevelName(level).lower(), **named,
                   "stage": stage, "msg": msg, **fields}
         self.events.append(record)
-        logger.log(level, msg, extra={"job": self.job, "stage": stage, **fields})
+        logger.log(level, msg, extra={**named, "stage": stage, **fields})
 
     def jsonl(self) -> bytes:
         lines = "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in self.events)

@@ -20,6 +20,10 @@
 
 When writing an outcome's record fails, `settle` ends the lease by what that failure makes of
 the job instead (`unrecorded`): released or redelivered when it may pass, else Unrecorded.
+
+A job is finished when its lease ended Succeeded, Failed (both with a result) or Skipped (a
+result existed). Any other end leaves it, and so does no end at all (released at a stop by
+the abandon): `Tally` counts both for `run`'s last line and its exit code.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,6 +64,7 @@ class Outcome:
     job: Job
     metric: ClassVar[str]
     retried: ClassVar[bool] = False  # counted in f5batch_retries_total
+    finished: ClassVar[str | None] = None  # how a job that ends so counts as finished in the `Tally`; None: left
 
     def again_after_s(self) -> float | None:
         """None: the job is over. Else the worker runs it again after this long, the lease kept meanwhile."""
@@ -131,6 +137,7 @@ class Skipped(Outcome):
     stage: str = "skipped"
     level: int = logging.INFO
     metric = "skipped"
+    finished = "skipped"
 
     def announce(self) -> None:
         self.job.log.event(self.stage, self.why, self.level)
@@ -140,6 +147,7 @@ class Skipped(Outcome):
 class Succeeded(Outcome):
     produced: dict[str, Any]
     metric = "succeeded"
+    finished = "succeeded"
 
     def record(self, origin: Origin) -> Result:
         return self._result(origin, self.produced, None)
@@ -152,6 +160,7 @@ class Succeeded(Outcome):
 class Failed(Outcome):
     error: F5BatchError
     metric = "failed"
+    finished = "failed"
 
     def announce(self) -> None:
         level = logging.WARNING if isinstance(self.error, PermanentError) else logging.ERROR
@@ -223,6 +232,7 @@ class Released(Outcome):
     metric = "released"
 
     def announce(self) -> None:
+        self.job.say_claimed()  # a job given back before its life began has said nothing yet
         if self.cause is None:
             self.job.log.event("released", self.why)
         else:
@@ -301,3 +311,51 @@ class Attempts:
             backoff = min(self.max_s, self.initial_s * 2 ** (job.attempt - 1))
             return TryAgain(job, error, backoff * random.uniform(0.5, 1.0))
         return Failed(job, error)
+
+
+FINISHED = ("succeeded", "failed", "skipped")
+
+
+@dataclass
+class Tally:
+    """How the jobs a worker took ended: finished (succeeded, failed, skipped) or left, for `run`'s last line.
+
+    A job is known by its lease (the queue message and the manifest's name): one left and then taken again and
+    finished in the same run (a redelivery, a claim back in the inbox) counts once, as finished.
+    """
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINISHED, 0))
+    _open: set[tuple[str, str]] = field(default_factory=set)  # taken and not finished
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def took(self, job: Job) -> None:
+        with self._lock:
+            self._open.add(self._key(job))
+
+    def ended(self, outcome: Outcome) -> None:
+        if outcome.finished is None:
+            return
+        with self._lock:
+            self.counts[outcome.finished] += 1
+            self._open.discard(self._key(outcome.job))
+
+    @property
+    def left(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def fields(self) -> dict[str, int]:
+        return {**self.counts, "left": self.left}
+
+    def summary(self) -> str:
+        """`2 succeeded, 1 failed, 1 left (…)`; skipped jobs only when there are some."""
+        counts = self.fields()
+        parts = [f"{counts['succeeded']} succeeded", f"{counts['failed']} failed"]
+        if counts["skipped"]:
+            parts.append(f"{counts['skipped']} skipped (a result existed)")
+        parts.append(f"{counts['left']} left" + (" (not finished: see the lines above)" if counts["left"] else ""))
+        return ", ".join(parts)
+
+    @staticmethod
+    def _key(job: Job) -> tuple[str, str]:
+        return job.held.message_id or "", job.held.name

@@ -17,11 +17,16 @@ class ErrorInfo(BaseModel):
 
 
 class Timings(BaseModel):
-    fetch: float = 0.0
-    synth: float = 0.0
-    write: float = 0.0
-    total: float = 0.0
+    """Seconds, summed over the job's attempts. `total` is at least the sum of the others (docs/outbox.md)."""
 
+    fetch: float = Field(default=0.0, description="Preparing the voice clip: download (or cache), decode, check.")
+    synth: float = Field(default=0.0, description="The synthesis calls that served the job (each a whole batch's "
+                                                  "call), and removing silences.")
+    write: float = Field(default=0.0, description="Writing the audio file.")
+    queued: float = Field(default=0.0, description="Waiting inside the worker: for the intake thread after the "
+                                                   "claim, for the synthesizer (batches ahead of it), for the output "
+                                                   "thread after it.")
+    total: float = Field(default=0.0, description="From the claim to the start of writing log.jsonl and result.json.")
 
 class Result(BaseModel):
     version: int = RESULT_VERSION

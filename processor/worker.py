@@ -15,7 +15,7 @@ from processor.job import Context, Job, life
 from processor.leases import HeldLease
 from processor.logs import logger
 from processor.metrics import Metrics
-from processor.outcomes import Attempts, Origin, Outcome, Released
+from processor.outcomes import Attempts, Origin, Outcome, Released, Tally
 from processor.outputs import Outputs
 from processor.pipeline import Pipeline, Prefetch, Stages
 from processor.settings import Settings
@@ -48,6 +48,7 @@ class Worker:
     health_path: Path | None = None  # the file `f5-batch health` reads; None: not written
     exited_idle: bool = False
     trouble: str | None = None  # why the worker stopped before its work was done: `run` exits non-zero
+    tally: Tally = field(default_factory=Tally)  # how the jobs of the last run ended: `run` exits non-zero if left
 
     @property
     def identity(self) -> str:
@@ -57,6 +58,7 @@ class Worker:
         """Process manifests until the inbox is empty (`once`), forever, idle too long or a stop; returns jobs taken."""
         shutdown = shutdown or Shutdown(grace_s=0)
         taken: list[Job] = []
+        self.tally = Tally()
         settings = self.settings
         ctx = self._context()
         stages = Stages(claim=partial(self._claim, once, shutdown, taken), live=partial(life, ctx=ctx),
@@ -114,8 +116,9 @@ class Worker:
             return []
         heartbeat_s = self.heartbeat_s or self.settings.heartbeat_s
         jobs = [Job(HeldLease(lease, heartbeat_s, shutdown), self.settings.job_timeout_s) for lease in leases]
-        for _ in jobs:
+        for job in jobs:
             self.metrics.job_started()
+            self.tally.took(job)
         taken.extend(jobs)
         return jobs
 
@@ -151,6 +154,7 @@ class Worker:
         if ended.retried:
             self.metrics.retried()
         ended.count(self.metrics)
+        self.tally.ended(ended)
 
     def _heed(self, shutdown: Shutdown, ended: Outcome) -> None:
         """A fault of the worker's own (its outbox): take no more work, as at a stop; what is held and not started

@@ -30,6 +30,7 @@ from processor.storage.workdir import WorkDir
 
 from tests.support.aws import Endpoint, unique_name
 from tests.support.disks import require_small_disks, run_cli_on_small_disk
+from tests.support.fault_proxy import FaultProxy
 from tests.support.manifests import inbox_with_voice, manifest, write_manifest
 from tests.support.paths import VOICE
 from tests.support.results import all_results
@@ -118,19 +119,29 @@ def test_a_result_that_cannot_be_written_gives_its_manifest_back(tmp_path: Path,
 def test_a_result_the_outbox_refuses_for_good_is_logged_and_not_run_again(
     tmp_path: Path, tiny_volume: Volume, moto_endpoint: Endpoint
 ) -> None:
-    """An S3 outbox whose bucket does not exist: the audio fails with storage_error, and so does its result."""
+    """An S3 outbox that lets the start-up probe in but refuses the job's keys (AccessDenied, as a policy granting
+    another prefix would): the audio fails with storage_error, and so does its result.
+
+    The job is over without a result: `--once` exits 1, its last line counting it left, and no traceback."""
     inbox = inbox_with_voice(tmp_path)
     write_manifest(inbox, "nowhere", manifest("Hello there.", **FAST))
-    args = local_worker_args(tmp_path, tiny_volume, "--once", "--outbox", f"s3://{unique_name('gone')}/out/",
-                             "--s3-path-style")
-
-    out = run_cli(*args, env={**moto_endpoint.env(inherit=False), "F5B_AWS_MAX_ATTEMPTS": "1"})
+    bucket = unique_name("refusing")
+    moto_endpoint.client("s3").create_bucket(Bucket=bucket)
+    refused = f"/{bucket}/out/nowhere/"
+    with FaultProxy(moto_endpoint.url, rate=1.0, kinds=["http403"],
+                    only=lambda req: req.method == "PUT" and req.path.startswith(refused)) as proxy:
+        args = local_worker_args(tmp_path, tiny_volume, "--once", "--outbox", f"s3://{bucket}/out/", "--s3-path-style")
+        out = run_cli(*args, env={**Endpoint(url=proxy.url).env(inherit=False), "F5B_AWS_MAX_ATTEMPTS": "1"})
 
     output = out.stdout + out.stderr
-    assert out.returncode == 0, output[-3000:]
+    assert out.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and proxy.stats["http403"] >= 2
     assert manifests_in(inbox, ".done") == ["nowhere"] and manifests_in(inbox, ".claims") == []
     unrecorded = [e for e in log_events(output) if e.get("job") == "nowhere" and e["stage"] == "unrecorded"]
     assert len(unrecorded) == 1 and unrecorded[0]["code"] == "storage_error", output[-3000:]
+    ended = log_events(out.stdout)[-1]
+    assert ended["msg"] == "inbox drained: 0 succeeded, 0 failed, 1 left (not finished: see the lines above)"
+    assert (ended["level"], ended["succeeded"], ended["failed"], ended["left"]) == ("warning", 0, 0, 1)
 
 
 def big_voice(path: Path) -> None:

@@ -81,7 +81,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> Batc
 
 def test_one_odd_entry_never_stops_the_others_and_once_ends(batch: Batch) -> None:
     assert batch.run.returncode == 0, batch.run.output[-5000:]
-    assert "inbox drained: 10 manifest(s) handled" in batch.run.output, batch.run.output[-3000:]
+    [ended] = [e for e in log_events(batch.run.output) if e.get("stage") == "exit"]
+    assert ended["msg"] == "inbox drained: 4 succeeded, 6 failed, 0 left", batch.run.output[-3000:]
+    assert (ended["succeeded"], ended["failed"], ended["skipped"], ended["left"]) == (4, 6, 0, 0)
     statuses = {job: result["status"] for job, result in all_results(batch.outbox).items()}
     assert statuses == {"long-name": "succeeded", "future": "succeeded",
                         "job-first": "succeeded", "job-second": "succeeded", "huge": "failed",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,10 @@ def test_killed_worker_s_s3_lease_is_taken_over_after_expiry(
             worker.wait(10)
     text = "".join(path.read_text() for path in logs)
     assert "took over the expired lease on slow" in text
+    recovered = [json.loads(line) for line in text.splitlines() if '"stage": "recovered"' in line]
+    assert "slow" in {e["job"] for e in recovered}, "the victim's claims ahead of it may be taken over too"
+    assert {e["previous_owner"] for e in recovered} == {f"{socket.gethostname()}.{victim.pid}"}
+    assert all(e["stale_s"] >= 6 for e in recovered), "a lease runs out (F5B_LEASE_S) before its takeover"
     for job in ["slow", *[f"z-quick-{i}" for i in range(4)]]:
         result = read_s3_result(s3, bucket, job, "outbox/")
         assert result["status"] == "succeeded", (job, result["error"])

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from processor.errors import OutOfMemory, ProcessingDiskFull, StorageUnavailable, VoiceNotFound
+from processor.errors import OutOfMemory, ProcessingDiskFull, StorageError, StorageUnavailable, VoiceNotFound
 from processor.job import Job
 from processor.leases import HeldLease
-from processor.outcomes import Attempts, Failed, Redeliver, Released, Skipped, TryAgain
+from processor.outcomes import Attempts, Failed, Redeliver, Released, Skipped, Tally, TryAgain, Unrecorded
 from processor.shutdown import Shutdown
 
 
@@ -103,3 +103,18 @@ def test_a_held_lease_ends_once_whoever_asks_first(jobs: list[Job]) -> None:
     held.abandon()
     held.end(lambda lease: lease.ack())
     assert lease.calls == ["release"]
+
+
+def test_the_tally_counts_each_manifest_once_by_its_last_end(jobs: list[Job]) -> None:
+    """Released and then taken again and skipped: finished. Unrecorded, or never ended (abandoned): left."""
+    tally = Tally()
+    first, again, lost, abandoned = (job_on(jobs, RecordedLease(**FOLDER, name=name)) for name in "aabc")
+    for job in (first, again, lost, abandoned):
+        tally.took(job)
+    tally.ended(Released(first))
+    tally.ended(Skipped(again))
+    tally.ended(Unrecorded(lost, StorageError("NoSuchBucket")))
+    tally.ended(Failed(job_on(jobs, RecordedLease(**FOLDER, name="d")), VoiceNotFound("no")))
+    assert tally.fields() == {"succeeded": 0, "failed": 1, "skipped": 1, "left": 2}
+    assert tally.summary() == "0 succeeded, 1 failed, 1 skipped (a result existed), 2 left (not finished: see the " \
+                              "lines above)"

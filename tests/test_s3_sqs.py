@@ -373,8 +373,8 @@ def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint
         path = tmp_path / f"chapter {i}.json"
         path.write_text(json.dumps(manifest(f"Chapter {i}.", nfe_step=2, id=f"chapter-{i}")))
         aws_cli(moto_endpoint, "s3", "cp", str(path), f"s3://{name}/in/chapter {i}.json")
-    aws_cli(moto_endpoint, "sqs", "send-message", "--queue-url", made["queue_url"], "--message-body",
-            json.dumps(manifest("Sent straight to the queue.", id="direct", nfe_step=2)))
+    sent = aws_cli(moto_endpoint, "sqs", "send-message", "--queue-url", made["queue_url"], "--message-body",
+                   json.dumps(manifest("Sent straight to the queue.", id="direct", nfe_step=2)))
 
     run = f5_batch(moto_endpoint, "run", "--queue", made["queue_url"], "--inbox", f"s3://{name}/in/",
                    "--outbox", f"s3://{out_bucket}/", "--volume", str(tiny_volume.root), "--model", "tiny",
@@ -388,6 +388,25 @@ def test_aws_cli_producer_through_notification_and_queue(moto_endpoint: Endpoint
     assert listing.count("result.json") == 4 and listing.count("audio.wav") == 4
     assert SECRET not in run.stdout + run.stderr
     assert all(SECRET not in json.dumps(r) for r in found.values())
+    one_id_per_job(run.stdout, json.loads(sent)["MessageId"], moto_endpoint.client("s3"), out_bucket)
+
+
+def one_id_per_job(stdout: str, direct_message: str, s3: Any, outbox: str) -> None:
+    """From claim to result, each job's lines carry one id, the manifest's (not the message's, nor the name of
+    `chapter 0.json`), and one message id; its log.jsonl holds the same lines."""
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if "job" in event and event.get("stage") != "exit":
+            by_message.setdefault(event["message_id"], []).append(event)
+    jobs = {message: {e["job"] for e in lines} for message, lines in by_message.items()}
+    assert sorted(map(sorted, jobs.values())) == [["chapter-0"], ["chapter-1"], ["chapter-2"], ["direct"]], jobs
+    assert jobs[direct_message] == {"direct"}
+    for lines in by_message.values():
+        stages = [e["stage"] for e in lines]
+        assert stages[0] == "claimed" and stages[-1] == "finished", stages
+    stored = s3.get_object(Bucket=outbox, Key="direct/log.jsonl")["Body"].read().decode().splitlines()
+    assert {(e["job"], e["message_id"]) for e in map(json.loads, stored)} == {("direct", direct_message)}
 
 
 def test_submit_uploads_manifest_and_voice_or_sends_to_the_queue(moto_endpoint: Endpoint) -> None:

@@ -101,9 +101,12 @@ def test_result_record_is_complete(batch: Run) -> None:
             "timings", "manifest_sha256"}
     assert keys <= result.keys()
     assert (result["id"], result["format"], result["seed"], result["model"]) == ("flac-job", "flac", 42, "tiny")
-    assert set(result["timings"]) == {"fetch", "synth", "write", "total"}
+    assert set(result["timings"]) == {"fetch", "synth", "write", "queued", "total"}
     assert result["timings"]["synth"] > 0
-    assert result["timings"]["total"] >= result["timings"]["fetch"] + result["timings"]["synth"]
+    for job in map(job_id, GOOD):
+        timings = batch.result(job)["timings"]
+        assert timings["total"] >= sum(v for k, v in timings.items() if k != "total"), (job, timings)
+    assert max(batch.result(job_id(name))["timings"]["queued"] for name in GOOD) > 0, "one waited for another's batch"
     manifest_bytes = (batch.inbox / ".done" / "flac-seeded.json").read_bytes()
     import hashlib
 
@@ -174,11 +177,13 @@ def test_rerun_skips_jobs_that_have_a_result(batch: Run, tiny_volume: Volume) ->
     assert out.returncode == 0, out.stderr
     assert (batch.outbox / "plain" / "result.json").read_bytes() == before
     assert "a result for this id exists already" in out.stdout
+    assert "inbox drained: 0 succeeded, 0 failed, 1 skipped (a result existed), 0 left" in out.stdout
 
 
 def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, tiny_volume: Volume) -> None:
     import os
     import signal
+    import socket
     import time
 
     inbox = inbox_with_voice(tmp_path)
@@ -199,6 +204,10 @@ def test_a_killed_worker_s_job_is_recovered_and_completed_once(tmp_path: Path, t
 
     out = run_cli(*worker_args(tmp_path, tiny_volume))
     assert out.returncode == 0, out.stdout + out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    [recovered] = [e for e in events if e.get("stage") == "recovered"]
+    assert (recovered["job"], recovered["previous_owner"]) == ("slow", f"{socket.gethostname()}.{victim.pid}")
+    assert recovered["level"] == "warning" and "no longer running" in recovered["msg"] and recovered["stale_s"] >= 0
     result = read_result(tmp_path / "outbox", "slow")
     assert result["status"] == "succeeded"
     assert list(claims.iterdir()) == []

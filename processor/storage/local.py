@@ -39,7 +39,7 @@ from processor.errors import (
     VoiceUnreadable,
 )
 from processor.logs import logger
-from processor.manifest import printable
+from processor.manifest import printable, safe_id
 from processor.storage.entries import (
     READ_FLAGS,
     Settling,
@@ -262,12 +262,21 @@ class LocalInbox:
         for claim in sorted(self._claims()):
             name, _, owner = claim.name.removesuffix(".json").rpartition("@")
             try:
-                back = self.put_back(claim, name) if name and self._owner_died(owner, claim) else None
+                why = self._owner_died(owner, claim) if name else None
+                if why is None:
+                    continue
+                renewed_at = os.lstat(claim).st_mtime  # the dead worker's last heartbeat
+                back = self.put_back(claim, name)
             except OSError as exc:  # one claim that cannot be returned is left, the others still are
                 logger.warning(f"claim {printable(claim.name)} cannot be returned: {exc.strerror}",
                                extra={"stage": "claim"})
                 continue
             if back is not None:
+                stale_s = round(max(0.0, time.time() - renewed_at), 1)
+                logger.warning(f"{printable(name)}.json was claimed by {printable(owner)}, {why}: back in the inbox "
+                               f"(its claim was last renewed {stale_s:g} s ago)",
+                               extra={"stage": "recovered", "job": safe_id(name), "manifest": printable(f"{name}.json"),
+                                      "previous_owner": printable(owner), "stale_s": stale_s})
                 returned.append(back)
         return returned
 
@@ -275,13 +284,16 @@ class LocalInbox:
         with os.scandir(self.root / CLAIMS) as entries:
             return [Path(entry.path) for entry in entries if entry.name.endswith(".json")]
 
-    def _owner_died(self, owner: str, claim: Path) -> bool:
+    def _owner_died(self, owner: str, claim: Path) -> str | None:
+        """Why the claim's owner is taken for dead; None while it may be alive."""
         owner_host, _, pid = owner.rpartition(".")
         if owner == self.identity:
-            return False
+            return None
         if owner_host == socket.gethostname() and pid.isdigit():
-            return not pid_alive(int(pid))
-        return time.time() - os.lstat(claim).st_mtime > self.stale_after_s
+            return None if pid_alive(int(pid)) else "which is no longer running"
+        if time.time() - os.lstat(claim).st_mtime > self.stale_after_s:
+            return f"on another host, not renewed within F5B_CLAIM_STALE_S ({self.stale_after_s:g} s)"
+        return None
 
     def _pending(self) -> list[tuple[str, os.stat_result]]:
         """The entries that may be claimed, by name, with what they were when listed."""

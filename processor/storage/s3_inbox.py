@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from processor.aws import S3Location
 from processor.errors import LeaseLost
 from processor.logs import logger
+from processor.manifest import printable, safe_id
 from processor.retries import CallRetry, http_status
 from processor.storage.local import worker_identity
 from processor.storage.s3 import delete_if_unchanged, read_manifest, storage_error
@@ -139,10 +140,27 @@ class S3Inbox:
         if record.get("manifest_etag") != candidate.etag or float(record.get("expires_at", 0)) < time.time():
             etag = self._put_lease(lease_key, candidate, IfMatch=current_etag)
             if etag is not None:
-                logger.info(f"took over the expired lease on {candidate.name}",
-                            extra={"stage": "claimed", "previous_owner": record.get("owner")})
+                self._say_taken_over(candidate, record)
                 return self._holding(S3Lease(self, candidate, etag))
         return None
+
+    def _say_taken_over(self, candidate: Candidate, record: dict[str, Any]) -> None:
+        """One line for a claim recovered from another worker: whose it was, and how long it had not been renewed."""
+        owner = record.get("owner", "unknown")
+        fields = {"stage": "recovered", "job": safe_id(candidate.name), "manifest": printable(candidate.key),
+                  "previous_owner": owner}
+        name = printable(candidate.name)
+        if not record:
+            logger.warning(f"took over the lease on {name}: it was unreadable", extra=fields)
+        elif record.get("manifest_etag") != candidate.etag:
+            logger.warning(f"took over the lease on {name} from {owner}: the manifest was replaced since that claim",
+                           extra=fields)
+        else:
+            expires_at = float(record.get("expires_at", 0))
+            renewed_at = float(record.get("renewed_at", expires_at - self.lease_s))  # leases before renewed_at
+            stale_s = round(max(0.0, time.time() - renewed_at), 1)
+            logger.warning(f"took over the expired lease on {name} from {owner}: not renewed for {stale_s:g} s, "
+                           "its worker is gone or stalled", extra={**fields, "stale_s": stale_s})
 
     def _holding(self, lease: S3Lease) -> S3Lease:
         self._held.add(lease.name)
@@ -172,7 +190,9 @@ class S3Inbox:
         return read_manifest(self.client, self.retry, self.location.bucket, candidate.key)
 
     def _put_lease(self, key: str, candidate: Candidate, **condition: str) -> str | None:
-        record = {"owner": self.identity, "expires_at": time.time() + self.lease_s, "manifest_etag": candidate.etag}
+        now = time.time()
+        record = {"owner": self.identity, "renewed_at": now, "expires_at": now + self.lease_s,
+                  "manifest_etag": candidate.etag}
         try:
             response = self.retry.call("s3 put lease", lambda: self.client.put_object(
                 Bucket=self.location.bucket, Key=key, Body=json.dumps(record).encode(), **condition))

@@ -77,6 +77,11 @@ class SqsLease:
         return self.message.message_id
 
     @property
+    def message_id(self) -> str:
+        """The message's id: every line of the job's log carries it (`message_id`), whatever the job's id."""
+        return self.message.message_id
+
+    @property
     def body(self) -> bytes:
         if self._body is None:
             self._body = self.message.inbox.read_body(self.job)

@@ -11,6 +11,8 @@ production, so that its retry, idempotency and lease logic can be tested without
     slow          forward, and deliver the response `slow_s` late.
     http500       answer 500 without forwarding: InternalError (S3, XML) / InternalFailure (SQS, JSON).
     http503       answer 503 without forwarding: SlowDown (S3, XML) / ServiceUnavailable (SQS, JSON).
+    http403       answer 403 without forwarding: AccessDenied, a refusal for good (not in ALL_KINDS: not a fault a
+                  network makes, but a policy that grants some keys and not others).
                   Error bodies have the real services' shapes, so botocore parses the same codes as against AWS.
 
 Usage::
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 ALL_KINDS: tuple[str, ...] = ("reset_before", "reset_after", "stall", "slow", "http500", "http503")
+KINDS: tuple[str, ...] = (*ALL_KINDS, "http403")
 #: hop-by-hop headers: they describe one connection, so they are not forwarded (RFC 9110 7.6.1). `Expect` is
 #: answered by the proxy itself (it sends 100 Continue) and is outside the SigV4 signature, like the others.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "upgrade", "expect"})
@@ -149,7 +152,7 @@ class Stats:
     def faults_by_kind(self) -> dict[str, int]:
         """Injected faults per kind, kinds never injected left out."""
         snap = self.snapshot()
-        return {kind: snap[kind] for kind in ALL_KINDS if snap[kind]}
+        return {kind: snap[kind] for kind in KINDS if snap[kind]}
 
     def __repr__(self) -> str:
         return f"Stats({dict(self.snapshot())})"
@@ -255,16 +258,18 @@ def _wants_continue(headers: list[tuple[str, str]]) -> bool:
 
 
 S3_ERRORS = {
+    403: ("AccessDenied", "Access Denied"),
     500: ("InternalError", "We encountered an internal error. Please try again."),
     503: ("SlowDown", "Please reduce your request rate."),
 }
 #: SQS codes from the AWS "common errors" list; `x-amzn-query-error` carries the query-protocol code, which
 #: botocore (SQS is awsQueryCompatible) reports as Error.Code in preference to the JSON `__type`.
 SQS_ERRORS = {
+    403: ("AccessDenied", "Access to the resource is denied."),
     500: ("InternalFailure", "The request processing has failed because of an unknown error, exception or failure."),
     503: ("ServiceUnavailable", "The request has failed due to a temporary failure of the server."),
 }
-REASONS = {500: "Internal Server Error", 503: "Service Unavailable"}
+REASONS = {403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 def _s3_error(status: int, request_id: str) -> tuple[str, bytes]:
@@ -293,7 +298,7 @@ def _sqs_query_error(status: int, request_id: str) -> tuple[str, bytes]:
 
 
 def error_reply(req: Request, status: int) -> Reply:
-    """The 500/503 the real service would send for `req`, in the shape botocore parses for that protocol.
+    """The 403/500/503 the real service would send for `req`, in the shape botocore parses for that protocol.
 
     HEAD gets no body (S3 sends none, and a body the client does not expect would corrupt the keep-alive stream);
     botocore then reports the status as the code ("503"), as it does against AWS.
@@ -338,9 +343,9 @@ class FaultProxy:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
-        unknown = set(kinds) - set(ALL_KINDS)
+        unknown = set(kinds) - set(KINDS)
         if unknown or not kinds:
-            raise ValueError(f"kinds must be a non-empty subset of {ALL_KINDS}, got {list(kinds)}")
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.kinds = tuple(kinds)
@@ -564,8 +569,8 @@ class _Connection:
         if kind == "stall":
             self.proxy.wait(self.proxy.stall_s)
             return False
-        if kind in ("http500", "http503"):
-            reply = error_reply(req, 500 if kind == "http500" else 503)
+        if kind in ("http500", "http503", "http403"):
+            reply = error_reply(req, int(kind.removeprefix("http")))
         else:
             reply = self.forward(req)
         return self.deliver(req, reply, kind)
