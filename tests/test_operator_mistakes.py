@@ -10,8 +10,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,10 @@ class Setup:
     tmp: Path
     bucket: str
     queue_url: str
-    held_port: int = 0
-    _env: dict[str, str] = field(default_factory=dict)
+    held_port: int
 
     def env(self, **changes: str | None) -> dict[str, str]:
-        env = {**self.endpoint.env(), **self._env}
+        env = self.endpoint.env()
         for key, value in changes.items():
             if value is None:
                 env.pop(key, None)
@@ -109,20 +109,30 @@ MISTAKES = [
 
 
 @pytest.fixture(scope="module")
-def setup(moto_endpoint: Endpoint, tiny_volume: Volume, tmp_path_factory: pytest.TempPathFactory) -> Setup:
+def setup(moto_endpoint: Endpoint, tiny_volume: Volume, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     bucket = unique_name("mistakes")
     moto_endpoint.client("s3").create_bucket(Bucket=bucket)
     queue_url = moto_endpoint.client("sqs").create_queue(QueueName=unique_name("mistakes"))["QueueUrl"]
-    return Setup(moto_endpoint, tiny_volume.root, tmp_path_factory.mktemp("mistakes"), bucket, queue_url)
+    with socket.socket() as holder:  # the port in use
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        yield Setup(moto_endpoint, tiny_volume.root, tmp_path_factory.mktemp("mistakes"), bucket, queue_url,
+                    holder.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def outputs(setup: Setup) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every mistake's run, three at a time: each is a second of interpreter start-up, mostly waiting on imports."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = {mistake.name: pool.submit(mistake.make, setup) for mistake in MISTAKES}
+        return {name: run.result() for name, run in runs.items()}
 
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[m.name for m in MISTAKES])
-def test_a_mistake_is_one_line_with_its_fix_before_the_model_loads(setup: Setup, mistake: Mistake) -> None:
-    with socket.socket() as holder:
-        holder.bind(("0.0.0.0", 0))
-        holder.listen()
-        setup.held_port = holder.getsockname()[1]
-        out = mistake.make(setup)
+def test_a_mistake_is_one_line_with_its_fix_before_the_model_loads(
+    setup: Setup, outputs: dict[str, subprocess.CompletedProcess[str]], mistake: Mistake
+) -> None:
+    out = outputs[mistake.name]
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
     assert "loaded" not in out.stdout, "the checks come before the model loads"
