@@ -26,7 +26,7 @@ import soundfile as sf
 
 from processor.decoding import MAX_VOICE_S as MAX_VOICE_S
 from processor.decoding import decode, decoder_says
-from processor.errors import F5BatchError, VoiceTooLong, VoiceUnreadable
+from processor.errors import F5BatchError, VoiceClipped, VoiceTooLong, VoiceUnreadable
 
 CLIP_MS = 12_000
 MIN_VOICE_S = 0.3
@@ -53,31 +53,63 @@ class VoicePrompt:
     sample_rate: int
     text: str
     key: str = ""  # identity of the clip, its transcript and the preparation; "" when unknown (never cached)
+    text_source: str = "manifest"  # where the transcript came from: manifest, sidecar or asr
 
     @property
     def duration_s(self) -> float:
         return float(self.samples.shape[-1]) / self.sample_rate
 
 
-def prepare_voice(path: Path, voice_text: str, workdir: Path, key: str = "") -> VoicePrompt:
-    """Clip to ~12 s on silences, trim the edges, append 50 ms of silence; fix the transcript's ending."""
+@dataclass(frozen=True)
+class Reference:
+    """The clip as the model will hear it, and how long it was when speech had to be cut to fit (None: nothing was)."""
+
+    samples: np.ndarray  # (channels, frames)
+    sample_rate: int
+    clipped_from_s: float | None
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.samples.shape[-1]) / self.sample_rate
+
+    def prompt(self, voice_text: str, key: str = "", source: str = "manifest") -> VoicePrompt:
+        return VoicePrompt(self.samples, self.sample_rate, normalize_voice_text(voice_text), key, source)
+
+    def clipped(self, voice: str) -> VoiceClipped:
+        return VoiceClipped(
+            f"voice {voice!r} is {self.clipped_from_s:.1f} s long; the model keeps {self.duration_s:.1f} s of it, and "
+            f"the transcript, written for the whole clip, would not match: trim the clip to {CLIP_MS // 1000} s or "
+            f"less with a transcript of what remains, or seed an ASR model (f5-batch seed --asr) so the worker "
+            f"transcribes the part it keeps")
+
+
+def prepare_reference(path: Path, workdir: Path) -> Reference:
+    """Clip to ~12 s on silences, trim the edges, append 50 ms of silence, as F5-TTS does."""
     from pydub import AudioSegment, silence
 
     aseg = load_voice(path, workdir)
-    clipped = _clip_on_silence(aseg, silence, min_silence_len=1000, silence_thresh=-50)
+    clipped, cut = _clip_on_silence(aseg, silence, min_silence_len=1000, silence_thresh=-50)
     if len(clipped) > CLIP_MS:
-        clipped = _clip_on_silence(aseg, silence, min_silence_len=100, silence_thresh=-40)
+        clipped, cut = _clip_on_silence(aseg, silence, min_silence_len=100, silence_thresh=-40)
     if len(clipped) > CLIP_MS:
-        clipped = clipped[:CLIP_MS]
-    aseg = _trim_edges(clipped, silence) + AudioSegment.silent(duration=50)
+        clipped, cut = clipped[:CLIP_MS], True
+    trimmed = _trim_edges(clipped, silence) + AudioSegment.silent(duration=50)
 
     prepared = workdir / "voice.prepared.wav"
-    aseg.export(str(prepared), format="wav")
+    trimmed.export(str(prepared), format="wav")
     samples, rate = sf.read(str(prepared), dtype="float32", always_2d=True)
     if samples.shape[0] < MIN_VOICE_S * rate or not np.isfinite(samples).all() or not np.any(samples):
         raise VoiceUnreadable("voice clip is silent or too short once its silences are trimmed")
-    samples = np.ascontiguousarray(samples.T)
-    return VoicePrompt(samples=samples, sample_rate=int(rate), text=normalize_voice_text(voice_text), key=key)
+    return Reference(np.ascontiguousarray(samples.T), int(rate), len(aseg) / 1000 if cut else None)
+
+
+def prepare_voice(path: Path, voice_text: str, workdir: Path, key: str = "") -> VoicePrompt:
+    """The clip with its transcript; a clip whose speech had to be cut fails (`voice_clipped`): its transcript
+    describes audio the model will not hear."""
+    reference = prepare_reference(path, workdir)
+    if reference.clipped_from_s is not None:
+        raise reference.clipped(path.name)
+    return reference.prompt(voice_text, key)
 
 
 def load_voice(path: Path, workdir: Path) -> Any:
@@ -213,9 +245,9 @@ def _clip_on_silence(aseg, silence, *, min_silence_len: int, silence_thresh: int
     wave = AudioSegment.silent(duration=0)
     for segment in segments:
         if len(wave) > 6000 and len(wave + segment) > CLIP_MS:
-            break
+            return wave, True  # the segments from here on, speech, are not heard
         wave += segment
-    return wave
+    return wave, False
 
 
 def _trim_edges(aseg, silence, threshold: int = -42):  # type: ignore[no-untyped-def]

@@ -69,7 +69,8 @@ class InvalidManifest(PermanentError):
 
 class VoiceTextRequired(PermanentError):
     code = "voice_text_required"
-    meaning = "no transcript of the voice clip"
+    meaning = ("no transcript of the voice clip: none in the manifest (voice_text), no sidecar file next to the clip "
+               "(voices/narrator.wav → voices/narrator.txt), and no ASR model on the volume")
 
 
 class TextUnusable(PermanentError):
@@ -120,6 +121,12 @@ class VoiceUnreadable(PermanentError):
     code = "voice_unreadable"
     meaning = ("the clip cannot be decoded (truncated WAV, NaN samples, 64-bit float…), or is silent or shorter "
                "than 0.3 s")
+
+
+class VoiceClipped(PermanentError):
+    code = "voice_clipped"
+    meaning = ("the voice clip is longer than the model's reference (about 12 s): the part kept would no longer match "
+               "its transcript; trim the clip with a matching transcript, or seed ASR to transcribe the kept part")
 
 
 class VoiceTooLong(PermanentError):

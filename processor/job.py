@@ -112,6 +112,7 @@ class Job:
     timings: Timings = field(default_factory=Timings)
     body: bytes = b""
     manifest: Manifest | None = None
+    voice: VoicePrompt | None = None  # its transcript and where that came from go into the result
     deadline: float | None = None
     _begun: bool = False
     _claim_said: bool = False
@@ -162,8 +163,9 @@ class Job:
 
     def fetched(self, voice: VoicePrompt) -> None:
         assert self.manifest is not None
+        self.voice = voice
         self.log.event("fetched", "voice ready", voice=self.manifest.voice, voice_s=round(voice.duration_s, 3),
-                       seconds=round(self.timings.fetch, 3))
+                       voice_text_source=voice.text_source, seconds=round(self.timings.fetch, 3))
         check_deadline(self.deadline)
 
     @contextmanager

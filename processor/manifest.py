@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from processor.errors import CATALOGUE, F5BatchError, InvalidJson, InvalidManifest, TextUnusable, VoiceTextRequired
+from processor.errors import CATALOGUE, F5BatchError, InvalidJson, InvalidManifest, TextUnusable
+from processor.languages import WHISPER_LANGUAGE_NAMES, WHISPER_LANGUAGES
 from processor.text import check_speakable
 
 MANIFEST_VERSION: Literal[1] = 1
@@ -38,6 +39,17 @@ _FORBIDDEN_RE = re.compile(
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
+MAX_VOICE_TEXT_CHARS = 2000
+
+
+def forbidden_character(text: str) -> str | None:
+    """What a text may not contain, said as a manifest's field says it; None when it is clean."""
+    if (found := _FORBIDDEN_RE.search(text)) is None:
+        return None
+    return (f"contains {character_kind(found.group())} {code_point(found.group())} at position {found.start()} "
+            f"(counting characters from 0); remove it")
+
+
 class Manifest(BaseModel):
     """One text to speak in one voice. Unknown fields are rejected: a typo must not pass silently."""
 
@@ -58,11 +70,19 @@ class Manifest(BaseModel):
         min_length=1,
         max_length=1024,
     )
-    voice_text: str = Field(
-        ...,
-        description="Exact transcript of the voice clip (the worker does not transcribe).",
+    voice_text: str | None = Field(
+        None,
+        description="Exact transcript of the voice clip. Default: the sidecar file next to the clip "
+        "(voices/narrator.wav → voices/narrator.txt), else the ASR model on the volume transcribes it.",
         min_length=1,
-        max_length=2000,
+        max_length=MAX_VOICE_TEXT_CHARS,
+    )
+    voice_language: str | None = Field(
+        None,
+        description="Language of the voice clip for the ASR model (a Whisper language code or name, e.g. en or "
+        "english); default: detected.",
+        min_length=2,
+        max_length=40,
     )
     format: Literal["wav", "flac", "mp3", "ogg"] = Field("wav", description="Audio format of the output.")
     speed: float = Field(1.0, ge=0.3, le=3.0, description="Speaking rate; 1.0 is the voice's own pace.")
@@ -74,6 +94,12 @@ class Manifest(BaseModel):
     )
     remove_silence: bool = Field(False, description="Cut long silences from the output.")
     cross_fade: float = Field(0.15, ge=0.0, le=1.0, description="Seconds of cross-fade between text chunks.")
+
+    @field_validator("voice_text", mode="before")
+    @classmethod
+    def _blank_transcript_is_none(cls, value: Any) -> Any:
+        """F5-TTS's convention: an empty reference text means "transcribe it"; here, "find it elsewhere"."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("text", "voice_text", "voice", mode="before")
     @classmethod
@@ -89,10 +115,18 @@ class Manifest(BaseModel):
 
     @field_validator("text", "voice_text", "voice")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise PydanticCustomError("blank", "must not be blank (only whitespace)")
         return value
+
+    @field_validator("voice_language")
+    @classmethod
+    def _a_whisper_language(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in WHISPER_LANGUAGES and value.lower() not in WHISPER_LANGUAGE_NAMES:
+            raise PydanticCustomError("language", "'{value}' is not a language Whisper knows; use a code such as en, "
+                                                  "de, zh or a name such as english", {"value": value})
+        return value.lower() if value is not None else None
 
     @property
     def job_id(self) -> str:
@@ -190,7 +224,7 @@ def check_manifest(body: bytes, default_id: str) -> CheckedManifest:
     if not isinstance(data, dict):
         return CheckedManifest(None, [Problem(InvalidManifest.code, "",
                                               f"manifest must be a JSON object, not {_json_type(data)}")])
-    problems = [*_field_name_problems(data), *_default_id_problems(data, default_id), *_voice_text_problems(data)]
+    problems = [*_field_name_problems(data), *_default_id_problems(data, default_id)]
     named_or_bad = data.get("id") is not None or not _ID_RE.fullmatch(default_id)  # "id": null means the default
     manifest: Manifest | None = None
     try:
@@ -217,14 +251,6 @@ def _default_id_problems(data: dict[str, Any], default_id: str) -> list[Problem]
         return []
     return [Problem(InvalidManifest.code, "id", f"file name '{printable(default_id)}' is not a valid job id; "
                                                 f"set \"id\" (pattern {ID_PATTERN})")]
-
-
-def _voice_text_problems(data: dict[str, Any]) -> list[Problem]:
-    voice_text = data.get("voice_text")
-    if voice_text is None or (isinstance(voice_text, str) and not voice_text.strip()):
-        return [Problem(VoiceTextRequired.code, "voice_text", "voice_text is required: give the exact transcript "
-                                                             "of the voice clip (the worker does not transcribe)")]
-    return []
 
 
 def load_json(body: bytes) -> Any:

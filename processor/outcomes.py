@@ -120,6 +120,8 @@ class Outcome:
             id=job.id, status="failed" if error else "succeeded", **produced,
             format=manifest.format if manifest else None,
             seed=manifest.effective_seed if manifest else None,
+            voice_text=job.voice.text.strip() if job.voice else None,
+            voice_text_source=job.voice.text_source if job.voice else None,  # type: ignore[arg-type]
             model=origin.model,
             error=ErrorInfo(code=error.code, message=error.message) if error else None,
             attempts=job.attempt,

@@ -38,6 +38,10 @@ class Result(BaseModel):
     sample_rate: int | None = None
     duration_s: float | None = None
     seed: int | None = None
+    voice_text: str | None = Field(None, description="The transcript of the voice clip the model was given.")
+    voice_text_source: Literal["manifest", "sidecar", "asr"] | None = Field(
+        None, description="Where that transcript came from: the manifest's voice_text, the sidecar file next to the "
+        "clip, or the ASR model (which also transcribes the part kept of a clip over 12 s).")
     model: str
     error: ErrorInfo | None = None
     attempts: int = Field(1, description="Which attempt at the job this result came from, from 1 (see the outbox doc).")

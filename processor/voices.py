@@ -13,13 +13,18 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from processor.audio import VoicePrompt, prepare_voice
+import numpy as np
+
+from processor.audio import Reference, VoicePrompt, prepare_reference
+from processor.errors import VoiceUnreadable
 from processor.manifest import Manifest
 from processor.storage import VoiceSource
+from processor.transcripts import required
 
 # Bump when prepare_voice changes what it produces: keys of the old preparation then never match.
-PREPARATION_VERSION = 1
+PREPARATION_VERSION = 2  # 2: a clip whose speech is cut is refused or transcribed again
 
 
 def voice_key(identity: str, voice_text: str) -> str:
@@ -56,19 +61,46 @@ class PreparedVoices:
                 self._entries.popitem(last=False)
 
 
+class Transcribes(Protocol):
+    """An ASR model: the words in a mono clip (float32 samples at `rate`); `language` a Whisper hint or None."""
+
+    def transcribe(self, samples: np.ndarray, rate: int, language: str | None) -> str: ...
+
+
 @dataclass
 class Voices:
-    """A manifest's voice, ready for the model: prepared once per clip version and transcript."""
+    """A manifest's voice, ready for the model: prepared once per clip version and transcript.
+
+    The transcript is the manifest's, else the sidecar next to the clip, else the ASR model's (`transcriber`, None
+    when none is seeded), which also transcribes the part kept of a clip too long for the model. A prepared voice
+    is cached with its transcript, so a voice shared by many jobs is transcribed once.
+    """
 
     source: VoiceSource
     prepared: PreparedVoices
+    transcriber: Transcribes | None = None
 
     def prepare(self, manifest: Manifest, scratch: Path) -> VoicePrompt:
         identity = self.source.identity(manifest.voice)
-        key = voice_key(identity, manifest.voice_text)
+        text, source = manifest.voice_text, "manifest"
+        if text is None:
+            text, source = self.source.transcript(manifest.voice), "sidecar"
+        key = voice_key(identity, text if text is not None else f"\0asr\0{manifest.voice_language or ''}")
         voice = self.prepared.get(key)
         if voice is None:
             path = self.source.fetch(manifest.voice, scratch, identity)  # the version the key names
-            voice = prepare_voice(path, manifest.voice_text, scratch, key=key)
+            voice = self._with_transcript(prepare_reference(path, scratch), manifest, text, source, key)
             self.prepared.add(voice)
         return voice
+
+    def _with_transcript(self, reference: Reference, manifest: Manifest, text: str | None, source: str,
+                         key: str) -> VoicePrompt:
+        if text is not None and reference.clipped_from_s is None:
+            return reference.prompt(text, key, source)
+        if self.transcriber is None:
+            raise required(manifest.voice) if text is None else reference.clipped(manifest.voice)
+        mono = reference.samples.mean(axis=0)
+        heard = self.transcriber.transcribe(mono, reference.sample_rate, manifest.voice_language).strip()
+        if not heard:
+            raise VoiceUnreadable(f"voice {manifest.voice!r}: the ASR model heard no words in it")
+        return reference.prompt(heard, key, "asr")

@@ -5,7 +5,7 @@ import json
 import jsonschema
 import pytest
 
-from processor.errors import InvalidJson, InvalidManifest, PermanentError, VoiceTextRequired
+from processor.errors import InvalidJson, InvalidManifest, PermanentError
 from processor.manifest import (
     MAX_MANIFEST_BYTES,
     MAX_TEXT_CHARS,
@@ -85,16 +85,33 @@ def test_non_object_is_invalid_manifest(body: bytes) -> None:
 
 
 @pytest.mark.parametrize("voice_text", [None, "", "   "])
-def test_missing_voice_text_has_its_own_code(voice_text: str | None) -> None:
+def test_a_manifest_without_voice_text_leaves_the_transcript_to_a_sidecar_or_asr(voice_text: str | None) -> None:
+    """Blank is F5-TTS's "transcribe it": here it is the same as absent; the worker then looks for the transcript."""
     data = manifest()
     if voice_text is None:
         del data["voice_text"]
     else:
         data["voice_text"] = voice_text
-    with pytest.raises(VoiceTextRequired) as err:
-        parse(data)
-    assert err.value.code == "voice_text_required"
-    assert "transcript" in err.value.message
+    assert parse(data).voice_text is None
+
+
+@pytest.mark.parametrize("language", ["en", "English", "zh", "yue"])
+def test_voice_language_takes_whisper_codes_and_names(language: str) -> None:
+    assert parse(manifest(voice_language=language)).voice_language == language.lower()
+
+
+@pytest.mark.parametrize("language", ["xx", "klingon", "en-US"])
+def test_a_language_whisper_does_not_know_is_invalid(language: str) -> None:
+    with pytest.raises(InvalidManifest, match="not a language Whisper knows"):
+        parse(manifest(voice_language=language))
+
+
+def test_the_language_list_is_transformers_own() -> None:
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    from processor.languages import WHISPER_LANGUAGE_NAMES, WHISPER_LANGUAGES
+
+    assert WHISPER_LANGUAGES == set(LANGUAGES) and WHISPER_LANGUAGE_NAMES == set(TO_LANGUAGE_CODE) - set(LANGUAGES)
 
 
 def test_oversized_manifest_is_refused_before_parsing() -> None:

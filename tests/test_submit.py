@@ -199,14 +199,14 @@ def test_an_invalid_parameter_names_the_value_to_correct() -> None:
 
 
 def test_validate_reports_every_problem_of_a_manifest_with_its_code(tmp_path: Path) -> None:
-    bad = write_manifest(tmp_path, "bad", {"text": "\u200b", "voice": "../v.wav", "voice_text": " ", "speeed": 1,
-                                           "speed": 9})
+    bad = write_manifest(tmp_path, "bad", {"text": "\u200b", "voice": "../v.wav", "voice_language": "klingon",
+                                           "speeed": 1, "speed": 9})
     good = write_manifest(tmp_path, "good", manifest())
     out = f5_batch({}, "validate", str(bad), str(good))
     assert out.returncode == 1, out.stderr
     assert out.stdout.splitlines() == [
-        f"{bad}: voice_text_required: voice_text is required: give the exact transcript of the voice clip (the "
-        "worker does not transcribe)",
+        f"{bad}: invalid_manifest: voice_language: 'klingon' is not a language Whisper knows; use a code such as en, "
+        "de, zh or a name such as english",
         f"{bad}: invalid_manifest: speed: Input should be less than or equal to 3",
         f"{bad}: invalid_manifest: speeed: unknown field (check the spelling; see `f5-batch schema`)",
         f"{bad}: text_unusable: text has nothing to speak: it holds only invisible characters (zero-width, format "

@@ -82,6 +82,9 @@ class Outbox(Protocol):
 
 
 class VoiceSource(Protocol):
+    def transcript(self, ref: str) -> str | None:
+        """The sidecar transcript next to the clip `ref` (`voices/a.wav` → `voices/a.txt`); None when there is none."""
+
     def identity(self, ref: str) -> str:
         """A cheap tag that changes whenever the clip `ref` does (S3 ETag, file size and mtime)."""
 

@@ -52,6 +52,7 @@ from processor.storage.entries import (
     read_manifest_file,
     stamp,
 )
+from processor.transcripts import MAX_SIDECAR_BYTES, read_sidecar, sidecar_of
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -434,6 +435,18 @@ class LocalVoices:
         except OSError as exc:
             raise VoiceNotFound(f"voice {ref!r} not found: expected a file at {str(path)!r}") from exc
         return f"file://{path}#{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+    def transcript(self, ref: str) -> str | None:
+        """Read as the clip is (no link out of the inbox, a regular file), and bounded before it is read."""
+        sidecar = sidecar_of(ref)
+        try:
+            fd = self._descriptor(sidecar)
+        except VoiceNotFound:
+            return None
+        with os.fdopen(fd, "rb") as src:
+            if entry_kind(os.fstat(src.fileno()).st_mode) is not None:
+                return None
+            return read_sidecar(sidecar, src.read(MAX_SIDECAR_BYTES + 1))
 
     def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
         # `identity` is not checked: a local clip replaced in the instant between stat and copy is the user's own doing.

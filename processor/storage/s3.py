@@ -30,6 +30,7 @@ from processor.manifest import MAX_MANIFEST_BYTES
 from processor.retries import CallRetry, error_code, http_status, is_transient
 from processor.storage.voice_cache import VoiceCache
 from processor.storage.workdir import disk_full
+from processor.transcripts import MAX_SIDECAR_BYTES, read_sidecar, sidecar_of
 
 if TYPE_CHECKING:
     from processor.aws import Clients
@@ -214,6 +215,25 @@ class S3Voices:
     def identity(self, ref: str) -> str:
         bucket, key, etag = self._locate(ref)
         return f"s3://{bucket}/{key}#{etag}"
+
+    def transcript(self, ref: str) -> str | None:
+        """The sidecar object next to the clip, in the same bucket (so under the same allow-list)."""
+        sidecar = sidecar_of(ref)
+        bucket, key = self.resolve(sidecar)
+
+        def read() -> bytes:
+            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_SIDECAR_BYTES + 1)
+            return body
+
+        try:
+            body = self.retry.call("s3 get transcript", read)
+        except Exception as exc:
+            if http_status(exc) == 404:
+                return None
+            if http_status(exc) == 403:
+                raise VoiceAccessDenied(f"transcript {sidecar!r}: access denied to s3://{bucket}/{key}") from exc
+            raise storage_error(f"reading transcript {sidecar!r}", exc) from exc
+        return read_sidecar(sidecar, body)
 
     def fetch(self, ref: str, dest_dir: Path, identity: str | None = None) -> Path:
         bucket, key = self.resolve(ref)
