@@ -110,6 +110,13 @@ BAD: dict[str, tuple[Any, str, str]] = {
                                "invalid_manifest", "text: contains lone surrogate U+D800 at position 3"),
     "noncharacter-in-text": (m(text="Hello \uffff"), "invalid_manifest", "Unicode noncharacter U+FFFF"),
     "control-char-in-voice-text": (m(voice_text=VOICE_TEXT + "\u0008"), "invalid_manifest", "voice_text: contains"),
+    "unknown-voice-language": (m(voice_language="klingon"), "invalid_manifest", "not a language Whisper knows"),
+    "voice-language-is-number": (m(voice_language=7), "invalid_manifest", "voice_language:"),
+    "bidi-in-sidecar-transcript": (voice("voices/bidi-sidecar.wav", voice_text=None), "voice_unreadable", "U+202E"),
+    "binary-sidecar-transcript": (voice("voices/binary-sidecar.wav", voice_text=None), "voice_unreadable",
+                                  "not UTF-8"),
+    "long-voice-with-its-whole-transcript": (voice("voices/three-times.wav", voice_text=" ".join([VOICE_TEXT] * 3)),
+                                             "voice_clipped", "the model keeps"),
     "nul-in-voice-path": (voice("voices/narrator.wav\u0000.txt"), "invalid_manifest", "voice: contains"),
     # ids that would name a folder outside the outbox
     "id-dotdot": (m(id="../escape"), "invalid_manifest", "id:"),
@@ -177,6 +184,13 @@ def make_voices(folder: Path) -> None:
     (folder / "truncated.wav").write_bytes(NARRATOR[: 44 + 2 * (len(speech) // 3)])
     (folder / "truncated-odd.wav").write_bytes(NARRATOR[: 44 + 2 * (len(speech) // 3) + 1])
     (folder / "header-only.wav").write_bytes(NARRATOR[:44])
+    for name, sidecar in (("bidi-sidecar", f"Pay \u202eevil\u202c now. {VOICE_TEXT}".encode()),
+                          ("binary-sidecar", b"\xff\xfe\x00\x01")):
+        (folder / f"{name}.wav").write_bytes(NARRATOR)
+        (folder / f"{name}.txt").write_bytes(sidecar)
+    # 24 s of "speech" (a tone) in three parts parted by silences: F5-TTS's preparation keeps the first part only.
+    sf.write(folder / "three-times.wav", np.concatenate([tone(6.5, 8000), np.zeros(12000, np.float32)] * 3), 8000,
+             subtype="PCM_16")
     sf.write(folder / "speech.mp3", speech, rate, format="MP3")
     mp3 = (folder / "speech.mp3").read_bytes()
     (folder / "half.mp3").write_bytes(mp3[: len(mp3) // 2])
