@@ -36,6 +36,7 @@ from processor.settings import Settings
 from processor.storage.entries import entry_kind
 from processor.storage.local import voice_path
 from processor.storage.s3 import voice_buckets, voice_object
+from processor.transcripts import SIDECAR_SUFFIX, sidecar_of
 from processor.validation import ANY_INBOX, CheckedFile, VoiceRule, folder_voices, s3_voices
 
 
@@ -56,6 +57,15 @@ class Submission:
     def beside(self) -> Path | None:
         """Where the voice would be next to the manifest; None for a URL."""
         return None if "://" in self.manifest.voice else voice_path(self.file.parent, self.manifest.voice)
+
+    def sidecar(self) -> Path | None:
+        """The transcript next to the clip (`a.wav` → `a.txt`), when the manifest has none of its own: it goes with
+        the clip, as the worker reads it from beside the clip."""
+        beside = self.beside()
+        if self.manifest.voice_text is not None or beside is None:
+            return None
+        path = beside.with_suffix(SIDECAR_SUFFIX)
+        return path if path.is_file() else None
 
     def clip(self, max_bytes: int) -> Path | None:
         """The voice clip next to the manifest, if there is one; refused if the worker would refuse it."""
@@ -108,6 +118,10 @@ class FolderTarget:
         ref, clip = sub.manifest.voice, sub.clip(self.max_voice_bytes)
         dest = voice_path(self.inbox, ref)
         steps = []
+        if (sidecar := sub.sidecar()) is not None:
+            to = voice_path(self.inbox, sidecar_of(ref))
+            steps.append(Step(f"copy {sidecar} ({sidecar.stat().st_size} bytes) -> {to}",
+                              lambda: f"copied {sidecar} -> {_copy(sidecar, to)}", voice=str(to)))
         if clip is not None:
             steps.append(Step(f"copy {clip} ({clip.stat().st_size} bytes) -> {dest}",
                               lambda: f"copied {clip} -> {_copy(clip, dest, skip_same_size=True)}", voice=str(dest)))
@@ -144,8 +158,13 @@ class S3VoiceUploads:
         bucket, key = voice_object(ref, self.inbox.bucket, None)
         where, clip = f"s3://{bucket}/{key}", sub.clip(self.max_voice_bytes)
         if clip is not None:
-            return [Step(f"upload {clip} ({clip.stat().st_size} bytes) -> {where}",
-                         lambda: self._upload(clip, bucket, key), voice=where)]
+            steps = []
+            if (sidecar := sub.sidecar()) is not None:
+                _, text_key = voice_object(sidecar_of(ref), self.inbox.bucket, None)
+                steps.append(Step(f"upload {sidecar} ({sidecar.stat().st_size} bytes) -> s3://{bucket}/{text_key}",
+                                  lambda: self._upload(sidecar, bucket, text_key), voice=f"s3://{bucket}/{text_key}"))
+            return [*steps, Step(f"upload {clip} ({clip.stat().st_size} bytes) -> {where}",
+                                 lambda: self._upload(clip, bucket, key), voice=where)]
         if ref.startswith("s3://"):
             return []  # a clip elsewhere, on the allow-list: the worker reads it there
         return [Step(f"check that {where} exists", lambda: self._look_for(sub, bucket, key), voice=where)]

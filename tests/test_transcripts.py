@@ -115,3 +115,20 @@ def test_an_s3_sidecar_is_read_beside_the_clip(moto_endpoint: Endpoint, tmp_path
                       CallRetry(max_attempts=1, total_s=5))
     assert voices.transcript("voices/a.wav") == SIDECAR
     assert voices.transcript("voices/none.wav") is None
+
+
+def test_submit_takes_the_sidecar_along_when_the_manifest_has_no_transcript(tmp_path: Path) -> None:
+    src = inbox_with_voice(tmp_path / "src")
+    (src / "voices" / "narrator.txt").write_text(SIDECAR)
+    without = {k: v for k, v in manifest("Hello there.").items() if k != "voice_text"}
+    write_manifest(src, "bare", without)
+    write_manifest(src, "told", manifest("Hello there."))
+    out = run_cli("submit", str(src / "told.json"), "--inbox", str(tmp_path / "a"))
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "a" / "voices" / "narrator.txt").exists(), "a manifest with voice_text needs no sidecar"
+    out = run_cli("submit", str(src / "bare.json"), "--inbox", str(tmp_path / "b"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "b" / "voices" / "narrator.txt").read_text() == SIDECAR
+    dry = run_cli("submit", str(src / "bare.json"), "--inbox", "s3://bkt/inbox/", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "-> s3://bkt/voices/narrator.txt" in dry.stdout and "-> s3://bkt/voices/narrator.wav" in dry.stdout
