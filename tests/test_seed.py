@@ -18,6 +18,7 @@ import pytest
 
 from processor.model import load_model
 from processor.seeding import request as request_module
+from processor.seeding.asr_sources import AsrHubSource
 from processor.seeding.cli import build_parser, main
 from processor.seeding.flow import seed
 from processor.seeding.random_models import TINY, build_tiny
@@ -295,9 +296,11 @@ class FakeHub:
         infos: list[object] = []
         for path in paths:
             local = self.mirror / repo_id / path
+            if not local.is_file():
+                continue  # like the hub: a path the repository lacks is left out of the answer
             size = local.stat().st_size
-            # Like the hub: LFS files carry a sha256, small git files (vocab.txt, config.yaml) do not.
-            is_lfs = local.suffix not in (".txt", ".yaml")
+            # Like the hub: LFS files (weights) carry a sha256, small git files (vocab.txt, config.yaml) do not.
+            is_lfs = local.suffix in (".safetensors", ".bin")
             lfs = {"size": size, "oid": sha256_file(local), "pointerSize": 134} if is_lfs else None
             infos.append(RepoFile(path=path, size=size, oid="0" * 40, lfs=lfs))  # type: ignore[no-untyped-call]
         return infos
@@ -332,6 +335,21 @@ def test_hub_source_uses_lfs_digests_and_downloads_into_staging(tmp_path: Path, 
     assert folder.is_complete()
     assert sorted(fake_hub.downloads) == sorted(r.hub_path for r in V1.remote_files().values())
     assert len(report.fetched) == len(MODEL_FILES)
+
+
+def test_asr_hub_source_lists_what_the_repository_has_with_lfs_digests(
+    tmp_path: Path, fake_hub: FakeHub, tiny_volume: Volume
+) -> None:
+    template = tiny_volume.asr("tiny")
+    make_asr_mirror(fake_hub.mirror, template)
+    files = {file.target: file for file in AsrHubSource(WHISPER).files()}
+    assert set(files) == set(TINY_ASR_FILES)  # the optional files it lacks are not asked for
+    assert files["model.safetensors"].sha256 == template.recorded_checksums()["model.safetensors"]
+
+    folder = Volume(tmp_path / "volume").asr("whisper-large-v3-turbo")
+    seed(folder, AsrHubSource(WHISPER))
+    assert folder.is_complete() and folder.recorded_checksums() == template.recorded_checksums()
+    assert sorted(fake_hub.downloads) == sorted(f"{WHISPER}/{name}" for name in TINY_ASR_FILES)
 
 
 def test_hub_download_with_wrong_digest_is_rejected(tmp_path: Path, fake_hub: FakeHub) -> None:
@@ -572,7 +590,8 @@ def test_a_network_volume_that_is_not_mounted_is_a_usage_error(
     assert not mount.exists()
 
     mount.mkdir()  # mounted: a folder inside it is created like any local one
-    assert resolve(build_parser().parse_args(["--volume", str(mount / "sub"), "--tiny"]))[0].volume.root == mount / "sub"
+    requests = resolve(build_parser().parse_args(["--volume", str(mount / "sub"), "--tiny"]))
+    assert [request.volume.root for request in requests] == [mount / "sub"] * 2
 
 
 def test_a_volume_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ DEFAULT_MODEL = "F5TTS_v1_Base"
 TINY_MODEL = "tiny"
 RANDOM_SUFFIX = "-random"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DESCRIPTION = ("Put a model on the volume (models/<name>/, and with --asr a speech-recognition model in asr/<name>/) "
+DESCRIPTION = ("Put a model on the volume (models/<name>/; with --asr a speech-recognition model, asr/<name>/)\n"
                "so the worker can run offline.")
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"
 KNOWN_MODELS = "{known models}"  # the epilog's placeholder: see SeedHelpFormatter
@@ -89,6 +89,11 @@ def known_models() -> str:
         f"  {'ARCH' + RANDOM_SUFFIX:<14} --random ARCH: F5-TTS's architecture ARCH with random weights, offline;",
         f"  {'':<14} ARCH is one of {', '.join(random_architectures())}",
         f"  {'NAME':<14} --from DIR: a copy of the model folder DIR (NAME: its name, or --model NAME)",
+        "",
+        "ASR models (asr/<name>/, name: the repository's last part; F5B_ASR_MODEL picks one):",
+        f"  {DEFAULT_ASR_MODEL.rsplit('/', 1)[-1]:<22} --asr: {DEFAULT_ASR_MODEL}, from the hub or --from a mirror",
+        f"  {'NAME':<22} --asr-model openai/NAME: another Whisper checkpoint, the same ways",
+        f"  {TINY_MODEL:<22} --tiny: a tiny Whisper with random weights, offline (gibberish transcripts)",
         "",
         "examples:",
         "  f5-batch seed --volume /runpod-volume                  # the default model, from the hub",
