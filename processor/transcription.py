@@ -54,7 +54,10 @@ def resample(samples: np.ndarray, rate: int, target: int = ASR_RATE) -> np.ndarr
 
 
 class WhisperTranscriber:
-    """A Whisper checkpoint on the volume, loaded once, on the first call, by whichever thread asks first."""
+    """A Whisper checkpoint on the volume, loaded once, on the first call, by whichever thread asks first.
+
+    Calls run one at a time: a transformers pipeline is not made to be called from two threads at once.
+    """
 
     def __init__(self, folder: AsrFolder, device: str) -> None:
         self.folder = folder
@@ -62,6 +65,7 @@ class WhisperTranscriber:
         self.loads = 0  # for tests and logs: must stay 1
         self._pipe: Any = None
         self._lock = threading.Lock()
+        self._calls = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -79,6 +83,12 @@ class WhisperTranscriber:
 
         os.environ["HF_HUB_OFFLINE"] = "1"  # the folder is local; nothing may reach for the hub
         from transformers import pipeline
+        from transformers.utils import logging as transformers_logging
+
+        # The worker's log is one JSON object per line: no progress bars, and not transformers' deprecation
+        # notices (Whisper's own generate triggers one on every first call).
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
 
         started = time.monotonic()
         dtype = asr_dtype(self.device)
@@ -95,8 +105,9 @@ class WhisperTranscriber:
         if language:
             generate["language"] = language
         audio = {"raw": resample(samples, rate), "sampling_rate": ASR_RATE}
-        result = pipe(audio, chunk_length_s=CHUNK_S, generate_kwargs=generate, return_timestamps=False,
-                      ignore_warning=True)
+        with self._calls:
+            result = pipe(audio, chunk_length_s=CHUNK_S, generate_kwargs=generate, return_timestamps=False,
+                          ignore_warning=True)
         return str(result["text"]).strip()
 
 

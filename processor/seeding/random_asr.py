@@ -66,7 +66,9 @@ def build_tiny_asr(folder: AsrFolder, seed: int = 0) -> None:
         WhisperForConditionalGeneration,
         WhisperTokenizer,
     )
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a bar per file of a 1 MB model: noise between seed's lines
     folder.path.mkdir(parents=True, exist_ok=True)
     vocab, merges = byte_vocab()
     (folder.path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
