@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from processor.checks import Context, Status, Verdict, environment, model, storage, volume
+from processor.checks import Context, Status, Verdict, asr, environment, model, storage, volume
 from processor.logs import logger
 from processor.retries import CallRetry
 from processor.settings import Settings
@@ -58,6 +58,8 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("model.vocab", model.vocab, ("model.checksums",)),
     CheckSpec("model.weights", model.weights, ("model.checksums",)),
     CheckSpec("vocoder.loadable", model.vocoder, ("model.checksums",)),
+    CheckSpec("asr.complete", asr.complete, ("volume.mounted",)),
+    CheckSpec("asr.loadable", asr.loadable, ("asr.complete",)),
     CheckSpec("outbox.not_in_inbox", storage.not_in_inbox),
     CheckSpec("aws.region", storage.region),
     CheckSpec("inbox.for_queue", storage.inbox_for_queue),

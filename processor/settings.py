@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         description="Persistent volume with models and caches (/runpod-volume if mounted, else ./volume).",
     )
     model: str = Field("F5TTS_v1_Base", description="Model folder name under <volume>/models/.")
+    asr_model: str = Field(
+        "whisper-large-v3-turbo", min_length=1,
+        description="Speech-recognition model folder under <volume>/asr/ (seeded with `f5-batch seed --asr`).",
+    )
     processing_dir: Path = Field(
         Path(tempfile.gettempdir()) / "f5-batch", description="Scratch folder for job files, emptied after each job."
     )

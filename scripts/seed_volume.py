@@ -3,6 +3,7 @@
 
     python scripts/seed_volume.py --volume PATH [--model F5TTS_v1_Base] [--from DIR] [--tiny] [--fp16-copy]
     python scripts/seed_volume.py --volume PATH --random F5TTS_v1_Base   # real shapes, random weights, offline
+    python scripts/seed_volume.py --volume PATH --asr [--asr-model openai/whisper-small] [--from DIR]
 
 All logic lives in `processor.seeding`; this wrapper only makes the repo importable.
 """

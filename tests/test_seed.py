@@ -18,6 +18,7 @@ import pytest
 
 from processor.model import load_model
 from processor.seeding import request as request_module
+from processor.seeding.asr_sources import AsrHubSource
 from processor.seeding.cli import build_parser, main
 from processor.seeding.flow import seed
 from processor.seeding.random_models import TINY, build_tiny
@@ -34,12 +35,23 @@ from processor.seeding.sources import (
     f5tts_model_yaml,
     random_architectures,
 )
-from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, RUNPOD_VOLUME, ModelFolder, Volume, sha256_file
+from processor.storage.volume import (
+    ASR_FILES,
+    FP16_WEIGHTS,
+    MODEL_FILES,
+    RUNPOD_VOLUME,
+    AsrFolder,
+    ModelFolder,
+    Volume,
+    sha256_file,
+)
 
 from tests.support.workers import run_cli as f5_batch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 V1 = HUB_MODELS["F5TTS_v1_Base"]
+TINY_ASR_FILES = (*ASR_FILES, "tokenizer.json")
+WHISPER = "openai/whisper-large-v3-turbo"
 
 
 @pytest.fixture(scope="session")
@@ -127,15 +139,16 @@ def test_tiny_seeds_a_verified_folder_and_a_second_run_fetches_nothing(
     assert folder.checksum_mismatches() == []
     assert set(folder.recorded_checksums()) == set(MODEL_FILES)
     assert "random weights" in out and "noise, not speech" in out
-    assert out.count("  fetched  ") == len(MODEL_FILES)
+    assert out.count("  fetched  ") == len(MODEL_FILES) + len(TINY_ASR_FILES)  # and asr/tiny, the tiny Whisper
     assert leftovers(tmp_path) == ["tiny"]  # no staging left behind
+    assert sorted(p.name for p in (tmp_path / "asr").iterdir()) == ["tiny"]
 
     before = mtimes(folder)
     assert main(["--volume", str(tmp_path), "--tiny"]) == 0
     out = capsys.readouterr().out
     assert "already seeded" in out
     assert "  fetched  " not in out
-    assert out.count("  present  ") == len(MODEL_FILES)
+    assert out.count("  present  ") == len(MODEL_FILES) + len(TINY_ASR_FILES)
     assert mtimes(folder) == before
 
 
@@ -283,9 +296,11 @@ class FakeHub:
         infos: list[object] = []
         for path in paths:
             local = self.mirror / repo_id / path
+            if not local.is_file():
+                continue  # like the hub: a path the repository lacks is left out of the answer
             size = local.stat().st_size
-            # Like the hub: LFS files carry a sha256, small git files (vocab.txt, config.yaml) do not.
-            is_lfs = local.suffix not in (".txt", ".yaml")
+            # Like the hub: LFS files (weights) carry a sha256, small git files (vocab.txt, config.yaml) do not.
+            is_lfs = local.suffix in (".safetensors", ".bin")
             lfs = {"size": size, "oid": sha256_file(local), "pointerSize": 134} if is_lfs else None
             infos.append(RepoFile(path=path, size=size, oid="0" * 40, lfs=lfs))  # type: ignore[no-untyped-call]
         return infos
@@ -322,6 +337,21 @@ def test_hub_source_uses_lfs_digests_and_downloads_into_staging(tmp_path: Path, 
     assert len(report.fetched) == len(MODEL_FILES)
 
 
+def test_asr_hub_source_lists_what_the_repository_has_with_lfs_digests(
+    tmp_path: Path, fake_hub: FakeHub, tiny_volume: Volume
+) -> None:
+    template = tiny_volume.asr("tiny")
+    make_asr_mirror(fake_hub.mirror, template)
+    files = {file.target: file for file in AsrHubSource(WHISPER).files()}
+    assert set(files) == set(TINY_ASR_FILES)  # the optional files it lacks are not asked for
+    assert files["model.safetensors"].sha256 == template.recorded_checksums()["model.safetensors"]
+
+    folder = Volume(tmp_path / "volume").asr("whisper-large-v3-turbo")
+    seed(folder, AsrHubSource(WHISPER))
+    assert folder.is_complete() and folder.recorded_checksums() == template.recorded_checksums()
+    assert sorted(fake_hub.downloads) == sorted(f"{WHISPER}/{name}" for name in TINY_ASR_FILES)
+
+
 def test_hub_download_with_wrong_digest_is_rejected(tmp_path: Path, fake_hub: FakeHub) -> None:
     source = HubSource(V1)
     listing = source.files()  # digests as the hub lists them, before the download goes wrong
@@ -348,7 +378,7 @@ def test_unknown_model_is_a_usage_error_naming_the_known_ones(
 
 def test_random_builds_f5tts_architecture_and_the_real_vocoder_config(tmp_path: Path) -> None:
     """`--random` takes the arch from F5-TTS's own yaml; checked from config, without building 337 M weights."""
-    request = resolve(build_parser().parse_args(["--volume", str(tmp_path), "--random", "F5TTS_v1_Base"]))
+    request = resolve(build_parser().parse_args(["--volume", str(tmp_path), "--random", "F5TTS_v1_Base"]))[0]
 
     assert request.name == "F5TTS_v1_Base-random"
     assert isinstance(request.source, RandomSource)
@@ -361,7 +391,7 @@ def test_random_builds_f5tts_architecture_and_the_real_vocoder_config(tmp_path: 
     assert vocoder["feature_extractor"]["init_args"] == {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256,
                                                          "n_mels": 100, "padding": "center"}
     named = resolve(build_parser().parse_args(["--volume", str(tmp_path), "--random", "F5TTS_v1_Base",
-                                               "--model", "bench", "--fp16-copy"]))
+                                               "--model", "bench", "--fp16-copy"]))[0]
     assert isinstance(named.source, RandomSource)
     assert (named.name, named.fp16_copy, named.source.model.config["name"]) == ("bench", True, "bench")
 
@@ -449,6 +479,101 @@ def test_seed_command_creates_a_local_volume_that_does_not_exist(tmp_path: Path)
     folder = Volume(volume).model("tiny")
     assert folder.checksums_file.is_file() and folder.is_complete()
     assert f"tiny: seeded at {folder.path} from build_random (tiny, random weights)" in result.stdout
+    asr = Volume(volume).asr("tiny")
+    assert asr.is_complete() and set(asr.recorded_checksums()) == set(TINY_ASR_FILES)
+    assert f"asr/tiny: seeded at {asr.path} from build_tiny_asr" in result.stdout
+    assert "gibberish transcripts" in result.stdout  # a second run fetches nothing: see test_tiny_seeds_...
+
+
+# --- the ASR model: --asr, --asr-model, --from a mirror; the tiny Whisper comes from the tiny_volume fixture ------
+
+
+def make_asr_mirror(root: Path, template: AsrFolder, repo_id: str = WHISPER) -> Path:
+    """The tiny Whisper's files at `repo_id`'s hub paths, their digests added to the mirror's SHA256SUMS."""
+    lines = []
+    for name in template.recorded_checksums():
+        dest = root / repo_id / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template.path / name, dest)
+        lines.append(f"{sha256_file(dest)}  {repo_id}/{name}\n")
+    sums = root / "SHA256SUMS"
+    sums.write_text((sums.read_text() if sums.is_file() else "") + "".join(lines))
+    return root
+
+
+def test_asr_from_a_mirror_seeds_only_the_asr_model_verified_and_once(
+    tmp_path: Path, tiny_volume: Volume, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = tiny_volume.asr("tiny")
+    mirror = make_asr_mirror(tmp_path / "mirror", template)
+    volume = tmp_path / "volume"
+
+    assert main(["--volume", str(volume), "--asr", "--from", str(mirror)]) == 0
+    out = capsys.readouterr().out
+    folder = Volume(volume).asr("whisper-large-v3-turbo")
+    assert folder.is_complete()
+    assert folder.recorded_checksums() == template.recorded_checksums()  # every digest the mirror's
+    assert out.count("  fetched  ") == len(TINY_ASR_FILES) and "asr/whisper-large-v3-turbo: seeded at" in out
+    assert leftovers(volume) == []  # --asr alone: no TTS model
+    assert sorted(p.name for p in (volume / "asr").iterdir()) == ["whisper-large-v3-turbo"]  # no staging left
+
+    before = mtimes(folder)
+    assert main(["--volume", str(volume), "--asr-model", WHISPER, "--from", str(mirror)]) == 0
+    assert "already seeded" in capsys.readouterr().out and mtimes(folder) == before
+
+    corrupt(mirror / WHISPER / "vocab.json")  # the mirror's SHA256SUMS still has the good digest
+    (folder.path / "vocab.json").unlink()
+    assert main(["--volume", str(volume), "--asr", "--from", str(mirror)]) == 1
+    err = capsys.readouterr().err
+    assert "vocab.json" in err and "is corrupt" in err
+    assert not folder.is_complete()
+
+
+def test_asr_with_a_tts_flag_seeds_both_from_one_mirror(
+    tmp_path: Path, tiny_template: ModelFolder, tiny_volume: Volume, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = make_asr_mirror(make_mirror(tmp_path / "mirror", tiny_template), tiny_volume.asr("tiny"),
+                             repo_id="openai/whisper-small")
+    volume = Volume(tmp_path / "volume")
+
+    assert main(["--volume", str(volume.root), "--model", "F5TTS_v1_Base", "--asr-model", "whisper-small",
+                 "--from", str(mirror)]) == 0
+    out = capsys.readouterr().out
+    assert volume.model("F5TTS_v1_Base").is_complete() and volume.asr("whisper-small").is_complete()
+    assert out.index("F5TTS_v1_Base: seeded") < out.index("asr/whisper-small: seeded")
+
+
+def test_asr_seeding_checks_free_space_before_fetching(
+    tmp_path: Path, tiny_volume: Volume, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = make_asr_mirror(tmp_path / "mirror", tiny_volume.asr("tiny"))
+    volume = tmp_path / "volume"
+
+    assert main(["--volume", str(volume), "--asr", "--from", str(mirror)], free_space=lambda _: 1000) == 1
+    err = capsys.readouterr().err
+    assert "not enough free space" in err and "only 1000 bytes" in err and "Traceback" not in err
+    assert not (volume / "asr").exists() or not any((volume / "asr").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--tiny", "--asr-model", "openai/whisper-small"], "drop --asr-model"),
+     (["--asr-model", "not a/repo!"], "invalid ASR model"),
+     (["--asr", "--from", "/nonexistent-mirror"], "is not a directory")],
+    ids=["tiny-with-asr-model", "bad-name", "missing-mirror"],
+)
+def test_asr_usage_errors(tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--volume", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_whisper_mirror_without_a_required_file_is_refused(
+    tmp_path: Path, tiny_volume: Volume, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = make_asr_mirror(tmp_path / "mirror", tiny_volume.asr("tiny"))
+    (mirror / WHISPER / "preprocessor_config.json").unlink()
+    assert main(["--volume", str(tmp_path / "volume"), "--asr", "--from", str(mirror)]) == 1
+    assert "lacks preprocessor_config.json" in capsys.readouterr().err
 
 
 def test_a_network_volume_that_is_not_mounted_is_a_usage_error(
@@ -465,7 +590,8 @@ def test_a_network_volume_that_is_not_mounted_is_a_usage_error(
     assert not mount.exists()
 
     mount.mkdir()  # mounted: a folder inside it is created like any local one
-    assert resolve(build_parser().parse_args(["--volume", str(mount / "sub"), "--tiny"])).volume.root == mount / "sub"
+    requests = resolve(build_parser().parse_args(["--volume", str(mount / "sub"), "--tiny"]))
+    assert [request.volume.root for request in requests] == [mount / "sub"] * 2
 
 
 def test_a_volume_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -491,7 +617,7 @@ def test_seed_help_lists_the_models_it_knows() -> None:
     assert "F5TTS_v1_Base" in architectures and "E2TTS_Base" not in architectures  # E2-TTS is not a DiT
     for name in (*HUB_MODELS, "tiny", "ARCH-random", ", ".join(architectures)):
         assert name in result.stdout
-    for flag in ("--volume", "--model", "--from", "--tiny", "--random", "--fp16-copy"):
+    for flag in ("--volume", "--model", "--from", "--tiny", "--random", "--fp16-copy", "--asr", "--asr-model"):
         assert flag in result.stdout
 
 

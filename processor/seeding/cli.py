@@ -17,12 +17,15 @@ from processor.storage.volume import FP16_WEIGHTS
 
 if TYPE_CHECKING:
     from processor.seeding.flow import FreeSpace
+    from processor.seeding.request import Request
 
 DEFAULT_MODEL = "F5TTS_v1_Base"
 TINY_MODEL = "tiny"
 RANDOM_SUFFIX = "-random"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DESCRIPTION = "Put a model on the volume (models/<name>/) so the worker can run offline."
+DESCRIPTION = ("Put a model on the volume (models/<name>/; with --asr a speech-recognition model, asr/<name>/)\n"
+               "so the worker can run offline.")
+DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"
 KNOWN_MODELS = "{known models}"  # the epilog's placeholder: see SeedHelpFormatter
 
 
@@ -43,7 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed from DIR instead of the hub: a mirror in hub layout (DIR/<repo id>/<file>, "
         "optional DIR/SHA256SUMS) or a model folder of another volume",
     )
-    parser.add_argument("--tiny", action="store_true", help="build the random-weight test model into models/tiny")
+    parser.add_argument("--tiny", action="store_true",
+                        help="build the random-weight test models into models/tiny and asr/tiny (a tiny Whisper)")
+    parser.add_argument(
+        "--asr",
+        action="store_true",
+        help=f"seed the speech-recognition model ({DEFAULT_ASR_MODEL}, or --asr-model) into asr/<name>; "
+        "alone it seeds only that, with --model/--random/--fp16-copy both (--from: the mirror of both)",
+    )
+    parser.add_argument("--asr-model", metavar="NAME",
+                        help="another Whisper checkpoint of the hub (e.g. openai/whisper-small); implies --asr")
     parser.add_argument(
         "--random",
         metavar="ARCH",
@@ -78,9 +90,16 @@ def known_models() -> str:
         f"  {'':<14} ARCH is one of {', '.join(random_architectures())}",
         f"  {'NAME':<14} --from DIR: a copy of the model folder DIR (NAME: its name, or --model NAME)",
         "",
+        "ASR models (asr/<name>/, name: the repository's last part; F5B_ASR_MODEL picks one):",
+        f"  {DEFAULT_ASR_MODEL.rsplit('/', 1)[-1]:<22} --asr: {DEFAULT_ASR_MODEL}, from the hub or --from a mirror",
+        f"  {'NAME':<22} --asr-model openai/NAME: another Whisper checkpoint, the same ways",
+        f"  {TINY_MODEL:<22} --tiny: a tiny Whisper with random weights, offline (gibberish transcripts)",
+        "",
         "examples:",
         "  f5-batch seed --volume /runpod-volume                  # the default model, from the hub",
-        "  f5-batch seed --volume ./volume --tiny                 # offline test model",
+        "  f5-batch seed --volume ./volume --tiny                 # offline test models (TTS and ASR)",
+        "  f5-batch seed --volume /runpod-volume --asr            # only the ASR model, from the hub",
+        "  f5-batch seed --volume /runpod-volume --model F5TTS_v1_Base --asr   # both",
         "  f5-batch seed --volume /runpod-volume --from /mirror   # from a local mirror in hub layout",
         "",
         "exit status:",
@@ -100,32 +119,45 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, *, free_space: FreeSpace | None = None) -> int:
     """Seed the model `args` ask for; 0 on success, 1 on failure, 2 on a usage error. `free_space` is for tests."""
-    from processor.seeding.flow import disk_free, seed
-    from processor.seeding.request import UsageError, resolve, summary
-    from processor.seeding.sources import SeedError
+    from processor.seeding.flow import disk_free
+    from processor.seeding.request import UsageError, resolve
 
     parser: argparse.ArgumentParser = args.seed_parser
     try:
-        request = resolve(args)
+        requests = resolve(args)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for request in requests:
+        status = seed_one(request, free_space or disk_free)
+        if status != EXIT_OK:
+            return status
+    return EXIT_OK
+
+
+def seed_one(request: Request, free_space: FreeSpace) -> int:
+    """Seed one model of the command line; its exit status."""
+    from processor.seeding.flow import seed
+    from processor.seeding.request import summary
+    from processor.seeding.sources import SeedError
+
     try:
         request.volume.root.mkdir(parents=True, exist_ok=True)
-        report = seed(request.folder, request.source, fp16_copy=request.fp16_copy, free_space=free_space or disk_free)
+        report = seed(request.folder, request.source, fp16_copy=request.fp16_copy, free_space=free_space)
     except SeedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:  # disk full, permissions: the machine, not the code
-        print(f"error: seeding {request.name} failed: {exc}", file=sys.stderr)
+        print(f"error: seeding {request.label} failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"interrupted: {request.name} is not marked seeded; run again to finish", file=sys.stderr)
+        print(f"interrupted: {request.label} is not marked seeded; run again to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary(request, report))
     if request.folder.config().get("random_weights"):
-        print("note: this model has random weights: it produces noise, not speech (tests and offline checks only)")
+        makes = "gibberish transcripts" if request.asr else "noise, not speech"
+        print(f"note: {request.label} has random weights: it produces {makes} (tests and offline checks only)")
     return EXIT_OK
 
 

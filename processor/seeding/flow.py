@@ -1,4 +1,4 @@
-"""Seed a model folder on the volume: from the hub, a local mirror, another volume, or random weights.
+"""Seed a model folder on the volume (TTS or ASR): from the hub, a local mirror, another volume, or random weights.
 
 The worker never touches the network, so everything it loads must be put on the
 volume ahead of time, by `f5-batch seed`. Every source goes through one flow:
@@ -23,12 +23,12 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from processor.seeding.sources import WEIGHTS, Fp16Copy, SeedError, Source, SourceFile
-from processor.storage.volume import FP16_WEIGHTS, MODEL_FILES, ModelFolder, sha256_file
+from processor.storage.volume import FP16_WEIGHTS, ModelFolder, sha256_file
 
 # Headroom for filesystem overhead and the hub's own metadata files in staging.
 MIN_SPACE_MARGIN = 256 * 2**20
@@ -76,7 +76,7 @@ def seed(
     report = SeedReport(folder)
     seeded = is_seeded(folder)
     if seeded and (folder.weights_fp16.is_file() or not fp16_copy):
-        for rel in (*MODEL_FILES, *folder.optional_files()):
+        for rel in (*folder.required_files, *folder.optional_files()):
             report_present(report, rel, out)
         return report
 
@@ -233,7 +233,7 @@ def install(folder: ModelFolder, fetched: dict[str, Path], staging: Path, *, kee
 
 def install_new(folder: ModelFolder, fetched: dict[str, Path], staging: Path) -> None:
     """A fresh folder is assembled in staging and renamed into place: it appears whole or not at all."""
-    assembled = ModelFolder(staging / "assembled" / folder.name)
+    assembled = replace(folder, path=staging / "assembled" / folder.name)
     move_files(assembled, fetched)
     assembled.write_checksums()
     folder.path.parent.mkdir(parents=True, exist_ok=True)

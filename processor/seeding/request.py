@@ -1,4 +1,9 @@
-"""What a seed command line asks for: the volume, the model's name on it, and the source of its files."""
+"""What a seed command line asks for: the volume, the models (TTS, ASR or both), their names and their sources.
+
+`--asr` / `--asr-model` alone seed only the ASR model; with a TTS flag (`--model`,
+`--random`, `--fp16-copy`) both are seeded, the TTS model first, `--from` serving as
+the mirror of both. `--tiny` always seeds both tiny models (models/tiny, asr/tiny).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from processor.seeding.asr_sources import DEFAULT_ASR_REPO, AsrMirrorSource, TinyAsrSource, asr_hub_source, asr_name
 from processor.seeding.cli import DEFAULT_MODEL, RANDOM_SUFFIX, TINY_MODEL
 from processor.seeding.flow import SeedReport, format_size
+from processor.seeding.random_asr import TINY_ASR
 from processor.seeding.random_models import TINY
 from processor.seeding.sources import (
     HUB_MODELS,
@@ -24,6 +31,7 @@ from processor.seeding.sources import (
 from processor.storage.volume import RUNPOD_VOLUME, ModelFolder, Volume
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class UsageError(Exception):
@@ -38,15 +46,44 @@ class Request:
     name: str
     source: Source
     fp16_copy: bool = False
+    asr: bool = False  # an ASR model: <volume>/asr/<name>, not models/<name>
 
     @property
     def folder(self) -> ModelFolder:
-        return self.volume.model(self.name)
+        return self.volume.asr(self.name) if self.asr else self.volume.model(self.name)
+
+    @property
+    def label(self) -> str:
+        return f"asr/{self.name}" if self.asr else self.name
 
 
-def resolve(args: argparse.Namespace) -> Request:
-    """Turn arguments into a volume, a model name and a source, or raise UsageError."""
+def resolve(args: argparse.Namespace) -> list[Request]:
+    """Turn arguments into the models to seed (the TTS one first), or raise UsageError."""
     volume = resolve_volume(args.volume)
+    wants_asr = bool(args.asr or args.asr_model)
+    if args.tiny or (args.model == TINY_MODEL and args.source is None and args.random is None):
+        if args.asr_model:
+            raise UsageError(f"--tiny seeds the tiny ASR model asr/{TINY_ASR}; drop --asr-model {args.asr_model}")
+        return [resolve_tts(volume, args), Request(volume, TINY_ASR, TinyAsrSource(), asr=True)]
+    wants_tts = args.model is not None or args.random is not None or args.fp16_copy or not wants_asr
+    tts = [resolve_tts(volume, args)] if wants_tts else []
+    return [*tts, resolve_asr(volume, args.asr_model or DEFAULT_ASR_REPO, args.source)] if wants_asr else tts
+
+
+def resolve_asr(volume: Volume, name: str, source: Path | None) -> Request:
+    """A Whisper checkpoint of the hub (`openai/whisper-small`; a bare name means openai's), or --from a mirror."""
+    repo_id = name if "/" in name else f"openai/{name}"
+    if not REPO_ID.fullmatch(repo_id):
+        raise UsageError(f"invalid ASR model {name!r}: give a hub repository id such as {DEFAULT_ASR_REPO}")
+    if source is None:
+        return Request(volume, asr_name(repo_id), asr_hub_source(volume, repo_id), asr=True)
+    if not source.is_dir():
+        raise UsageError(f"--from {source} is not a directory")
+    return Request(volume, asr_name(repo_id), AsrMirrorSource(source, repo_id), asr=True)
+
+
+def resolve_tts(volume: Volume, args: argparse.Namespace) -> Request:
+    """The TTS model the arguments name (the default one when they name none)."""
     fp16 = bool(args.fp16_copy)
     if args.tiny + (args.random is not None) + (args.source is not None) > 1:
         raise UsageError("--tiny and --random build a model locally; combine neither with the other nor with --from")
@@ -119,8 +156,8 @@ def valid_name(name: str) -> str:
 def summary(request: Request, report: SeedReport) -> str:
     path = request.folder.path
     if report.already_seeded:
-        return f"{request.name}: already seeded at {path} (SHA256SUMS verified); nothing fetched"
+        return f"{request.label}: already seeded at {path} (SHA256SUMS verified); nothing fetched"
     return (
-        f"{request.name}: seeded at {path} from {request.source.label}: "
+        f"{request.label}: seeded at {path} from {request.source.label}: "
         f"{len(report.fetched)} fetched ({format_size(report.bytes_fetched)}), {len(report.present)} already present"
     )

@@ -9,6 +9,12 @@ Layout (one folder per model, caches beside them)::
                           /vocos/config.yaml
                           /vocos/pytorch_model.bin
                           /SHA256SUMS         `sha256sum -c` format, every file above
+    <volume>/asr/<name>/config.json           a Whisper checkpoint in transformers' layout (`AsrFolder`):
+                       /generation_config.json
+                       /model.safetensors
+                       /preprocessor_config.json
+                       /tokenizer_config.json, vocab.json, merges.txt   (tokenizer.json, normalizer.json,
+                       /SHA256SUMS         added_tokens.json, special_tokens_map.json when the checkpoint has them)
     <volume>/cache/huggingface                HF_HOME
     <volume>/cache/torch                      TORCH_HOME
 
@@ -22,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 RUNPOD_VOLUME = Path("/runpod-volume")
 
@@ -38,6 +44,18 @@ MODEL_FILES = (
 FP16_WEIGHTS = "model.fp16.safetensors"
 OPTIONAL_FILES = (FP16_WEIGHTS,)
 CHECKSUMS_FILE = "SHA256SUMS"
+# What transformers' `pipeline("automatic-speech-recognition", model=<folder>)` needs of a Whisper checkpoint,
+# and the files it reads when they are there: every Whisper repository of the hub has the first set.
+ASR_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+)
+ASR_OPTIONAL_FILES = ("tokenizer.json", "added_tokens.json", "special_tokens_map.json", "normalizer.json")
 
 
 def default_volume() -> Path:
@@ -58,6 +76,8 @@ class ModelFolder:
     """One model's files on the volume."""
 
     path: Path
+    required_files: ClassVar[tuple[str, ...]] = MODEL_FILES
+    optional_names: ClassVar[tuple[str, ...]] = OPTIONAL_FILES
 
     @property
     def name(self) -> str:
@@ -92,7 +112,7 @@ class ModelFolder:
         return data
 
     def missing_files(self) -> list[str]:
-        return [rel for rel in (*MODEL_FILES, CHECKSUMS_FILE) if not (self.path / rel).is_file()]
+        return [rel for rel in (*self.required_files, CHECKSUMS_FILE) if not (self.path / rel).is_file()]
 
     def recorded_checksums(self) -> dict[str, str]:
         """The `SHA256SUMS` file as {relative path: hex digest}."""
@@ -108,10 +128,10 @@ class ModelFolder:
     def optional_files(self, *, recorded: bool = False) -> list[str]:
         """Optional files present (or, with `recorded`, also those SHA256SUMS lists: then they must be present)."""
         listed = self.recorded_checksums() if recorded else {}
-        return [rel for rel in OPTIONAL_FILES if (self.path / rel).is_file() or rel in listed]
+        return [rel for rel in self.optional_names if (self.path / rel).is_file() or rel in listed]
 
     def write_checksums(self) -> dict[str, str]:
-        sums = {rel: sha256_file(self.path / rel) for rel in (*MODEL_FILES, *self.optional_files())}
+        sums = {rel: sha256_file(self.path / rel) for rel in (*self.required_files, *self.optional_files())}
         tmp = self.checksums_file.with_suffix(".tmp")
         tmp.write_text("".join(f"{digest}  {rel}\n" for rel, digest in sums.items()))
         os.replace(tmp, self.checksums_file)
@@ -121,7 +141,7 @@ class ModelFolder:
         """Files whose content differs from `SHA256SUMS` (or that it does not list, or that it lists but are gone)."""
         recorded = self.recorded_checksums()
         bad = []
-        for rel in (*MODEL_FILES, *self.optional_files(recorded=True)):
+        for rel in (*self.required_files, *self.optional_files(recorded=True)):
             file = self.path / rel
             if rel not in recorded or not file.is_file() or sha256_file(file) != recorded[rel]:
                 bad.append(rel)
@@ -134,12 +154,24 @@ class ModelFolder:
 
 
 @dataclass(frozen=True)
+class AsrFolder(ModelFolder):
+    """One speech-recognition model (a Whisper checkpoint) on the volume: the same verify-and-seed rules."""
+
+    required_files: ClassVar[tuple[str, ...]] = ASR_FILES
+    optional_names: ClassVar[tuple[str, ...]] = ASR_OPTIONAL_FILES
+
+
+@dataclass(frozen=True)
 class Volume:
     root: Path
 
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def asr_dir(self) -> Path:
+        return self.root / "asr"
 
     @property
     def hf_home(self) -> Path:
@@ -151,6 +183,10 @@ class Volume:
 
     def model(self, name: str) -> ModelFolder:
         return ModelFolder(self.models_dir / name)
+
+    def asr(self, name: str) -> AsrFolder:
+        """The ASR model `name`: the last part of its hub repository id (`whisper-large-v3-turbo`), or `tiny`."""
+        return AsrFolder(self.asr_dir / name)
 
     def seeded_models(self) -> list[str]:
         """Names of the model folders with every file present (checksums are not read: that takes a while)."""
