@@ -12,6 +12,7 @@ from processor.storage.sqs import SqsInbox
 from processor.storage.volume import Volume
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Synthesizer
+from processor.transcription import load_transcriber
 from processor.worker import Worker
 
 
@@ -57,4 +58,5 @@ def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> 
         metrics=Metrics(queue_depth=depth, accelerator_memory=cuda_memory(synthesizer.device),
                         model=synthesizer.model_name, device=synthesizer.device),
         health_path=health_file(settings.processing_dir, workdir.identity),
+        transcriber=load_transcriber(Volume(settings.volume), settings.asr_model, synthesizer.device),
     )

@@ -56,7 +56,7 @@ def life(job: Job, ctx: Context) -> Life:
             return Deferred.behind(job, busy)
         with ctx.workdir.scratch(job.id, ctx.min_free_bytes) as scratch:
             with job.timed("fetch"):
-                voice = ctx.voices.prepare(manifest, scratch)
+                voice = ctx.voices.prepare(manifest, scratch, job.timed)
             job.fetched(voice)
             speech = yield from job.synthesized(
                 SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s()))
@@ -115,6 +115,7 @@ class Job:
     voice: VoicePrompt | None = None  # its transcript and where that came from go into the result
     deadline: float | None = None
     _begun: bool = False
+    _inner: list[float] = field(default_factory=list)  # time of stages timed inside the one being timed
     _claim_said: bool = False
 
     def __post_init__(self) -> None:
@@ -159,7 +160,7 @@ class Job:
         return speech
 
     def time_left_s(self) -> float:
-        return self.time_limit_s - self.timings.fetch - self.timings.synth - self.timings.write
+        return self.time_limit_s - self.timings.fetch - self.timings.asr - self.timings.synth - self.timings.write
 
     def fetched(self, voice: VoicePrompt) -> None:
         assert self.manifest is not None
@@ -170,9 +171,14 @@ class Job:
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
-        """Add the block's wall time to one stage of `timings` (attempts add up)."""
+        """Add the block's wall time to one stage of `timings` (attempts add up). A stage timed inside another
+        (the voice's transcription inside its preparation) counts for itself only."""
         start = time.monotonic()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            setattr(self.timings, stage, getattr(self.timings, stage) + time.monotonic() - start)
+            elapsed, inner = time.monotonic() - start, self._inner.pop()
+            setattr(self.timings, stage, getattr(self.timings, stage) + elapsed - inner)
+            if self._inner:
+                self._inner[-1] += elapsed

@@ -35,7 +35,7 @@ from processor.errors import CATALOGUE
 
 PREFIX = "f5batch"
 # Keys of a job's result.json timings observed as stage durations; a new timing is one more name here.
-STAGES = ("queued", "fetch", "synth", "write")
+STAGES = ("queued", "fetch", "asr", "synth", "write")
 # How a job's lease ended: the `metric` of every outcome that ends one (tests/test_metrics.py checks outcomes.py).
 STATUSES = ("succeeded", "failed", "skipped", "redelivered", "released")
 # The codes a failed job's result.json can carry.

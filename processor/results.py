@@ -23,6 +23,8 @@ class Timings(BaseModel):
     synth: float = Field(default=0.0, description="The synthesis calls that served the job (each a whole batch's "
                                                   "call), and removing silences.")
     write: float = Field(default=0.0, description="Writing the audio file.")
+    asr: float = Field(default=0.0, description="Transcribing the voice clip with the ASR model (0 when the "
+                                                "transcript came from the manifest or a sidecar, or was cached).")
     queued: float = Field(default=0.0, description="Waiting inside the worker: for the intake thread after the "
                                                    "claim, for the synthesizer (batches ahead of it), for the output "
                                                    "thread after it.")

@@ -11,17 +11,23 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
 
 from processor.audio import Reference, VoicePrompt, prepare_reference
 from processor.errors import VoiceUnreadable
 from processor.manifest import Manifest
 from processor.storage import VoiceSource
+from processor.transcription import Transcriber
 from processor.transcripts import required
+
+Timed = Callable[[str], AbstractContextManager[object]]
+
+
+def untimed(stage: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 # Bump when prepare_voice changes what it produces: keys of the old preparation then never match.
 PREPARATION_VERSION = 2  # 2: a clip whose speech is cut is refused or transcribed again
@@ -61,12 +67,6 @@ class PreparedVoices:
                 self._entries.popitem(last=False)
 
 
-class Transcribes(Protocol):
-    """An ASR model: the words in a mono clip (float32 samples at `rate`); `language` a Whisper hint or None."""
-
-    def transcribe(self, samples: np.ndarray, rate: int, language: str | None) -> str: ...
-
-
 @dataclass
 class Voices:
     """A manifest's voice, ready for the model: prepared once per clip version and transcript.
@@ -78,9 +78,10 @@ class Voices:
 
     source: VoiceSource
     prepared: PreparedVoices
-    transcriber: Transcribes | None = None
+    transcriber: Transcriber | None = None
 
-    def prepare(self, manifest: Manifest, scratch: Path) -> VoicePrompt:
+    def prepare(self, manifest: Manifest, scratch: Path, timed: Timed = untimed) -> VoicePrompt:
+        """`timed("asr")` times the transcription, when there is one."""
         identity = self.source.identity(manifest.voice)
         text, source = manifest.voice_text, "manifest"
         if text is None:
@@ -89,18 +90,19 @@ class Voices:
         voice = self.prepared.get(key)
         if voice is None:
             path = self.source.fetch(manifest.voice, scratch, identity)  # the version the key names
-            voice = self._with_transcript(prepare_reference(path, scratch), manifest, text, source, key)
+            voice = self._with_transcript(prepare_reference(path, scratch), manifest, text, source, key, timed)
             self.prepared.add(voice)
         return voice
 
     def _with_transcript(self, reference: Reference, manifest: Manifest, text: str | None, source: str,
-                         key: str) -> VoicePrompt:
+                         key: str, timed: Timed) -> VoicePrompt:
         if text is not None and reference.clipped_from_s is None:
             return reference.prompt(text, key, source)
         if self.transcriber is None:
             raise required(manifest.voice) if text is None else reference.clipped(manifest.voice)
         mono = reference.samples.mean(axis=0)
-        heard = self.transcriber.transcribe(mono, reference.sample_rate, manifest.voice_language).strip()
+        with timed("asr"):
+            heard = self.transcriber.transcribe(mono, reference.sample_rate, manifest.voice_language).strip()
         if not heard:
             raise VoiceUnreadable(f"voice {manifest.voice!r}: the ASR model heard no words in it")
         return reference.prompt(heard, key, "asr")

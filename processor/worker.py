@@ -24,6 +24,7 @@ from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.markers import Markers
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, SynthesisRequest, Synthesizer
+from processor.transcription import Transcriber
 from processor.voices import PreparedVoices, Voices
 
 
@@ -44,6 +45,7 @@ class Worker:
     settings: Settings
     heartbeat_s: float = field(default=0.0)  # 0: the settings' (a third of the lease)
     prepared: PreparedVoices = field(default_factory=PreparedVoices)
+    transcriber: Transcriber | None = None  # the volume's ASR model, loaded on the first job that needs it
     metrics: Metrics = field(default_factory=Metrics)
     health_path: Path | None = None  # the file `f5-batch health` reads; None: not written
     exited_idle: bool = False
@@ -78,8 +80,9 @@ class Worker:
         return len(taken)
 
     def _context(self) -> Context:
-        return Context(outputs=Outputs(self.outbox), markers=self.markers, voices=Voices(self.voices, self.prepared),
-                       workdir=self.workdir, attempts=Attempts.from_settings(self.settings),
+        return Context(outputs=Outputs(self.outbox), markers=self.markers,
+                       voices=Voices(self.voices, self.prepared, self.transcriber), workdir=self.workdir,
+                       attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 
     def _ready(self, metrics_url: str | None) -> None:
@@ -88,11 +91,12 @@ class Worker:
         source = f"queue {settings.queue} (inbox {settings.inbox})" if settings.queue else f"inbox {settings.inbox}"
         model, device = self.synthesizer.model_name, self.synthesizer.device
         metrics = f"metrics at {metrics_url}" if metrics_url else "no metrics port"
+        asr = self.transcriber.model_name if self.transcriber else None
         logger.info(f"ready: taking jobs from {source}, results to outbox {settings.outbox}; model {model} on "
-                    f"{device}; {metrics}",
+                    f"{device}; ASR {asr or 'none (voices need a transcript)'}; {metrics}",
                     extra={"stage": "ready", "inbox": settings.inbox, "queue": settings.queue,
-                           "outbox": settings.outbox, "model": model, "device": device, "metrics": metrics_url,
-                           "worker": self.identity})
+                           "outbox": settings.outbox, "model": model, "device": device, "asr": asr,
+                           "metrics": metrics_url, "worker": self.identity})
 
     def _reporting(self, pipeline: Pipeline[Job]) -> Reporting:
         """The health file and the status port, for as long as the worker runs."""

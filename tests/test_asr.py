@@ -123,3 +123,57 @@ def test_doctor_checks_the_asr_model_when_seeded_and_passes_without_one(
     found = asr_checks(tmp_path, damaged, "tiny")
     assert found["asr.complete"][0] == "fail" and "vocab.json does not match SHA256SUMS" in found["asr.complete"][1]
     assert found["asr.loadable"] == ("warn", "skipped: asr.complete failed")
+
+
+# --- the worker: the third source of a transcript, and the part kept of a long clip ----------------------------
+
+
+@pytest.fixture(scope="module")
+def asr_results(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> dict[str, dict[str, object]]:
+    """One worker run with the tiny Whisper: ten jobs on one clip without a transcript, and a clip too long for the
+    model with its whole transcript."""
+    from tests.support.manifests import inbox_with_voice, manifest, write_manifest
+    from tests.support.paths import VOICE, VOICE_TEXT
+    from tests.support.results import all_results
+    from tests.support.workers import local_worker_args, run_cli
+    from tests.test_transcripts import long_voice
+
+    root = tmp_path_factory.mktemp("asr-worker")
+    inbox = inbox_with_voice(root)
+    (inbox / "voices" / "bare.wav").write_bytes(VOICE.read_bytes())  # no sidecar next to it
+    long_voice(inbox / "voices" / "long.wav")
+    for n in range(10):
+        write_manifest(inbox, f"shared-{n}", {k: v for k, v in manifest(f"Job {n}.", voice="voices/bare.wav",
+                                                                         nfe_step=2).items() if k != "voice_text"})
+    write_manifest(inbox, "clipped", manifest("A short line.", voice="voices/long.wav",
+                                              voice_text=" ".join([VOICE_TEXT] * 3), nfe_step=2))
+    out = run_cli(*local_worker_args(root, tiny_volume, "--once", "--asr-model", "tiny"),
+                  env={"HF_ENDPOINT": "http://127.0.0.1:9"})  # the hub is never asked: a dead port would show it
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    ready = [line for line in out.stdout.splitlines() if '"stage": "ready"' in line]
+    assert ready and '"asr": "tiny"' in ready[0]
+    return {**all_results(root / "outbox"), "_inbox": {"path": str(inbox)}}
+
+
+def test_a_voice_without_a_transcript_is_transcribed_once_for_the_ten_jobs_that_share_it(
+        asr_results: dict[str, dict[str, object]]) -> None:
+    shared = [asr_results[f"shared-{n}"] for n in range(10)]
+    assert all(r["status"] == "succeeded" and r["voice_text_source"] == "asr" for r in shared), shared
+    assert len({r["voice_text"] for r in shared}) == 1 and shared[0]["voice_text"]
+    transcribed = [r for r in shared if r["timings"]["asr"] > 0]  # type: ignore[index]
+    assert len(transcribed) == 1, "one transcription, then the prepared voice is reused"
+
+
+def test_a_long_clip_is_spoken_with_asr_s_transcript_of_the_part_kept(
+        asr_results: dict[str, dict[str, object]], tiny_volume: Volume, tmp_path: Path, one_thread: None,
+        isolated_environ: None) -> None:
+    from processor.audio import normalize_voice_text, prepare_reference
+
+    result = asr_results["clipped"]
+    assert result["status"] == "succeeded", result["error"]
+    assert result["voice_text_source"] == "asr"
+    kept = prepare_reference(Path(str(asr_results["_inbox"]["path"])) / "voices" / "long.wav", tmp_path)
+    assert kept.clipped_from_s is not None and kept.duration_s < 12
+    heard = WhisperTranscriber(tiny_volume.asr("tiny"), "cpu").transcribe(kept.samples.mean(axis=0),
+                                                                          kept.sample_rate, None)
+    assert result["voice_text"] == normalize_voice_text(heard).strip(), "what the model was given: the kept part's"

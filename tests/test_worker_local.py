@@ -101,7 +101,7 @@ def test_result_record_is_complete(batch: Run) -> None:
             "timings", "manifest_sha256"}
     assert keys <= result.keys()
     assert (result["id"], result["format"], result["seed"], result["model"]) == ("flac-job", "flac", 42, "tiny")
-    assert set(result["timings"]) == {"fetch", "synth", "write", "queued", "total"}
+    assert set(result["timings"]) == {"fetch", "asr", "synth", "write", "queued", "total"}
     assert result["timings"]["synth"] > 0
     for job in map(job_id, GOOD):
         timings = batch.result(job)["timings"]
