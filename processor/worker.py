@@ -128,6 +128,7 @@ class Worker:
 
     def _synthesize(self, requests: list[SynthesisRequest]) -> list[Speech | F5BatchError]:
         """One call to the synthesizer for all ready jobs; a job that fails fails alone."""
+        logger.info(f"synthesizing {len(requests)} job(s)", extra={"stage": "synthesizing", "batch": len(requests)})
         started = time.monotonic()
         waves = self.synthesizer.synthesize_batch(requests)  # if it raises, the pipeline hands each job the error
         seconds = time.monotonic() - started

@@ -60,7 +60,7 @@ def test_job_in_hand_is_finished_within_the_grace_period(tmp_path: Path, inbox: 
     write_manifest(inbox, "b-next", manifest("Not started before the stop."))
     log = tmp_path / "w.log"
     worker = local_worker(tmp_path, tiny_volume, log=log, env={"F5B_SHUTDOWN_GRACE_S": "120"})
-    wait_for_text(log, '"stage": "fetched"')
+    wait_for_text(log, '"stage": "synthesizing"')
     code, _ = stop(worker, timeout=150)
     assert code == 0
     result = read_result(tmp_path / "outbox", "a-slow")
@@ -76,7 +76,7 @@ def test_unfinished_job_is_released_and_completed_once_elsewhere(tmp_path: Path,
     log = tmp_path / "w.log"
     grace = "1" if how == "grace-over" else "120"
     worker = local_worker(tmp_path, tiny_volume, log=log, env={"F5B_SHUTDOWN_GRACE_S": grace})
-    wait_for_text(log, '"stage": "fetched"')
+    wait_for_text(log, '"stage": "synthesizing"')
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     if how == "second-signal":

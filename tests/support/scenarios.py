@@ -182,7 +182,7 @@ def _interrupted(moto: Endpoint, volume: Volume, tmp: Path, jobs: int, count: in
     args = ["--queue", setup.queue_url, "--inbox", f"s3://{setup.inbox}/inbox/", "--outbox", f"s3://{setup.outbox}/"]
     for n in range(count):
         with worker_processes(1, args, worker_environment, tmp / f"interrupted-{n}") as (worker,):
-            wait_until(log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "fetched"'), 120, POLL_S)
+            wait_until(log_says(tmp / f"interrupted-{n}" / "worker-0.log", '"stage": "synthesizing"'), 120, POLL_S)
             worker.send_signal(signum)
             worker.wait(60)
     with worker_processes(2, args, worker_environment, tmp / "finishers"):
