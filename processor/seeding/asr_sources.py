@@ -13,8 +13,16 @@ from typing import Any
 
 from processor.seeding.cli import DEFAULT_ASR_MODEL
 from processor.seeding.random_asr import build_tiny_asr
-from processor.seeding.sources import FileByFile, SeedError, SourceFile, copy_into, hub_errors, source_checksums
-from processor.storage.volume import ASR_FILES, ASR_OPTIONAL_FILES, AsrFolder, ModelFolder, Volume
+from processor.seeding.sources import (
+    FileByFile,
+    SeedError,
+    SourceFile,
+    copy_into,
+    hub_download,
+    hub_errors,
+    mirror_digests,
+)
+from processor.storage.volume import ASR_FILES, ASR_OPTIONAL_FILES, AsrFolder, Volume
 
 DEFAULT_ASR_REPO = DEFAULT_ASR_MODEL
 ASR_WEIGHTS = "model.safetensors"
@@ -58,11 +66,7 @@ class AsrHubSource(FileByFile):
         return listed(self.repo_id, found)
 
     def fetch(self, file: SourceFile, staging: Path) -> Path:
-        from huggingface_hub import hf_hub_download
-
-        with hub_errors():
-            path = hf_hub_download(self.repo_id, file.target, local_dir=staging / "hub" / self.repo_id)
-        return Path(path)
+        return hub_download(self.repo_id, file.target, staging)
 
 
 def asr_hub_source(volume: Volume, repo_id: str) -> AsrHubSource:
@@ -83,8 +87,7 @@ class AsrMirrorSource(FileByFile):
         return f"the mirror {self.root}"
 
     def files(self) -> list[SourceFile]:
-        recorded = source_checksums(ModelFolder(self.root))
-        digests = {path.removeprefix("./"): digest.lower() for path, digest in recorded.items()}
+        digests = mirror_digests(self.root)
         found: dict[str, tuple[int, str | None, str]] = {}
         for name in (*ASR_FILES, *ASR_OPTIONAL_FILES):
             path = self.root / self.repo_id / name

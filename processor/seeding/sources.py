@@ -224,12 +224,16 @@ class HubSource(FileByFile):
         return found
 
     def fetch(self, file: SourceFile, staging: Path) -> Path:
-        from huggingface_hub import hf_hub_download
-
         remote = self.model.remote_files()[file.target]
-        with hub_errors():
-            path = hf_hub_download(remote.repo_id, remote.path, local_dir=staging / "hub" / remote.repo_id)
-        return Path(path)
+        return hub_download(remote.repo_id, remote.path, staging)
+
+
+def hub_download(repo_id: str, path: str, staging: Path) -> Path:
+    """One file of a hub repository, into `staging/hub/<repo id>/`, hub failures said as SeedError."""
+    from huggingface_hub import hf_hub_download
+
+    with hub_errors():
+        return Path(hf_hub_download(repo_id, path, local_dir=staging / "hub" / repo_id))
 
 
 def hub_source(volume: Volume, model: HubModel) -> HubSource:
@@ -250,7 +254,7 @@ class MirrorSource(FileByFile):
         return f"the mirror {self.root}"
 
     def files(self) -> list[SourceFile]:
-        digests = self._digests()
+        digests = mirror_digests(self.root)
         listed = []
         for target, remote in self.model.remote_files().items():
             path = self.root / remote.hub_path
@@ -258,11 +262,6 @@ class MirrorSource(FileByFile):
                 raise SeedError(f"the mirror {self.root} has no {remote.hub_path}")
             listed.append(SourceFile(target, str(path), path.stat().st_size, digests.get(remote.hub_path)))
         return [*listed, hub_config_file(self.model)]
-
-    def _digests(self) -> dict[str, str]:
-        # The mirror's SHA256SUMS has the model folder's format, so ModelFolder parses it.
-        recorded = source_checksums(ModelFolder(self.root))
-        return {path.removeprefix("./"): digest.lower() for path, digest in recorded.items()}
 
     def fetch(self, file: SourceFile, staging: Path) -> Path:
         remote = self.model.remote_files()[file.target]
@@ -361,6 +360,13 @@ class Fp16Copy:
         state = load_file(str(self.weights))
         save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, str(dest))
         return dest
+
+
+def mirror_digests(root: Path) -> dict[str, str]:
+    """{`<repo id>/<path>`: SHA-256} from a mirror's optional SHA256SUMS (the model folder's format, so ModelFolder
+    parses it)."""
+    recorded = source_checksums(ModelFolder(root))
+    return {path.removeprefix("./"): digest.lower() for path, digest in recorded.items()}
 
 
 def source_checksums(folder: ModelFolder) -> dict[str, str]:
