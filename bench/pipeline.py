@@ -39,7 +39,7 @@ from processor.app import build_worker, load_synthesizer
 from processor.audio import prepare_voice
 from processor.errors import F5BatchError
 from processor.settings import Settings
-from processor.synthesis import SynthesisRequest, Synthesizer
+from processor.synthesis import Rendered, SynthesisRequest, Synthesizer
 
 from bench import common
 from tests.support.aws import Endpoint, moto_server
@@ -62,8 +62,8 @@ class Silence:
     def synthesize(self, request: SynthesisRequest) -> np.ndarray:
         return np.zeros(self.lengths.get(request.text, self.sample_rate), dtype=np.float32)
 
-    def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray | F5BatchError]:
-        return [self.synthesize(r) for r in requests]
+    def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[Rendered | F5BatchError]:
+        return [Rendered((r.text,), (self.synthesize(r),)) for r in requests]
 
 
 def pure_synthesis(synthesizer: Synthesizer, jobs: list[dict[str, Any]], tmp: Path) -> tuple[float, dict[str, int]]:

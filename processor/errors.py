@@ -153,6 +153,18 @@ class VoiceChanged(TransientError):
 # --- running the job ----------------------------------------------------------------------
 
 
+class CheckUnavailable(PermanentError):
+    code = "check_unavailable"
+    meaning = ("the manifest asks for a listening check (check, max_wer) and the worker has no ASR model; seed one "
+               "with `f5-batch seed --asr`")
+
+
+class CheckFailed(PermanentError):
+    code = "check_failed"
+    meaning = ("the listening check heard a text chunk differ from its text by more than max_wer in every take "
+               "(F5B_CHECK_ATTEMPTS); \"on_check_fail\": \"keep\" keeps the best take instead")
+
+
 class JobTimeout(PermanentError):
     code = "job_timeout"
     meaning = "the job ran past F5B_JOB_TIMEOUT_S"

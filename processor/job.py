@@ -4,7 +4,8 @@
 it runs up to the synthesis request it yields (on the intake thread), receives
 the speech (or the synthesis error, thrown in) from the synthesis call that
 served it together with other jobs, and returns how it ended (on the output
-thread). The pipeline (`pipeline.py`) drives it and knows nothing else of jobs;
+thread). A listening check that wants a chunk again yields one more request, for
+its retakes, from the output thread. The pipeline (`pipeline.py`) drives it and knows nothing else of jobs;
 what happens at its end (the record, the lease) is in `outcomes.py`.
 """
 
@@ -20,11 +21,12 @@ from pathlib import Path
 from processor.audio import VoicePrompt, remove_silence
 from processor.errors import F5BatchError
 from processor.leases import HeldLease
+from processor.listening import Listening
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
 from processor.outcomes import Attempts, Deferred, Failed, Outcome, Skipped, Succeeded
 from processor.outputs import Audio, Outputs
-from processor.results import Timings
+from processor.results import CheckReport, Timings
 from processor.storage.markers import Busy, Markers
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, SynthesisRequest, check_deadline
@@ -41,6 +43,7 @@ class Context:
     markers: Markers  # in-progress markers in the outbox: one synthesis per job, however often it is delivered
     voices: Voices
     workdir: WorkDir
+    listening: Listening
     attempts: Attempts
     min_free_bytes: int  # F5B_PROCESSING_MIN_FREE_BYTES
 
@@ -54,12 +57,14 @@ def life(job: Job, ctx: Context) -> Life:
             return Skipped(job)
         if (busy := take_marker(job, ctx.markers)) is not None:
             return Deferred.behind(job, busy)
+        check = ctx.listening.plan(manifest)
         with ctx.workdir.scratch(job.id, ctx.min_free_bytes) as scratch:
             with job.timed("fetch"):
                 voice = ctx.voices.prepare(manifest, scratch, job.timed)
             job.fetched(voice)
             speech = yield from job.synthesized(
-                SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s()))
+                request := SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s()))
+            speech = yield from ctx.listening.listen(job, check, request, speech)  # a retake is yielded likewise
             audio = finish_audio(job, manifest, speech, scratch)
             if ctx.outputs.finished(job.id):
                 return Skipped(job, "another worker finished this job first; its result stands", "duplicate",
@@ -86,10 +91,8 @@ def take_marker(job: Job, markers: Markers) -> Busy | None:
 
 
 def finish_audio(job: Job, manifest: Manifest, speech: Speech, scratch: Path) -> Audio:
-    """The speech as the manifest wants it; the job's time limit counts from its synthesis call's start."""
-    job.deadline = speech.started + job.time_left_s()
-    job.timings.synth += speech.seconds
-    wave = speech.wave
+    """The speech as the manifest wants it: its chunks joined, its silences removed if asked."""
+    wave = speech.joined(manifest.cross_fade)
     if manifest.remove_silence:
         with job.timed("synth"):
             wave = remove_silence(wave, speech.sample_rate, scratch)
@@ -113,6 +116,7 @@ class Job:
     body: bytes = b""
     manifest: Manifest | None = None
     voice: VoicePrompt | None = None  # its transcript and where that came from go into the result
+    check: CheckReport | None = None  # the listening check's, when it asked for one
     deadline: float | None = None
     _begun: bool = False
     _inner: list[float] = field(default_factory=list)  # time of stages timed inside the one being timed
@@ -157,6 +161,8 @@ class Job:
         ready = time.monotonic()
         speech = yield request
         self.timings.queued += max(0.0, time.monotonic() - ready - speech.seconds)
+        self.deadline = speech.started + self.time_left_s()  # the time limit counts from the call's start
+        self.timings.synth += speech.seconds
         return speech
 
     def time_left_s(self) -> float:

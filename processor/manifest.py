@@ -94,6 +94,20 @@ class Manifest(BaseModel):
     )
     remove_silence: bool = Field(False, description="Cut long silences from the output.")
     cross_fade: float = Field(0.15, ge=0.0, le=1.0, description="Seconds of cross-fade between text chunks.")
+    check: bool | None = Field(
+        None, description="Listening check: the ASR model transcribes the audio, chunk by chunk, and scores it "
+        "against the text (result.json's check). Default: F5B_CHECK, or on when max_wer is given.",
+    )
+    max_wer: float | None = Field(
+        None, ge=0.0, allow_inf_nan=False,
+        description="Most word error rate a text chunk may have (character error rate for languages written "
+        "without spaces); a chunk over it is synthesized again with the next seed, up to F5B_CHECK_ATTEMPTS takes. "
+        "Default: none (the check only measures).",
+    )
+    on_check_fail: Literal["fail", "keep"] = Field(
+        "fail", description="When no take of a chunk is within max_wer: fail the job (check_failed), or keep the "
+        "best takes and record check.passed false.",
+    )
 
     @field_validator("voice_text", mode="before")
     @classmethod

@@ -123,6 +123,7 @@ class Outcome:
             voice_text=job.voice.text.strip() if job.voice else None,
             voice_text_source=job.voice.text_source if job.voice else None,  # type: ignore[arg-type]
             model=origin.model,
+            check=job.check,
             error=ErrorInfo(code=error.code, message=error.message) if error else None,
             attempts=job.attempt,
             timings=Timings(**{k: round(v, 4) for k, v in job.timings.model_dump().items()}),

@@ -11,8 +11,10 @@ and on another thread the same CPU work measured up to twice as slow. A stop
 signal also lands on the main thread, which is idle exactly when nothing is held.
 
 The pipeline knows a job only through `Stages`: its life is a generator that
-yields one synthesis request and returns an outcome (see `job.py`); `end` says
-whether the job is over or is to be run again after a pause.
+yields a synthesis request and returns an outcome (see `job.py`); `end` says
+whether the job is over or is to be run again after a pause. A life may yield
+again when it is resumed (the listening check's retakes): that request joins the
+ready ones and is batched with them, and the job stays held until its life ends.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from processor.shutdown import Shutdown, ShutdownRequested
 J = TypeVar("J")
 
 INTAKE_JOIN_S = 1.0  # at a stop, time for a lease claimed at that instant to be given back
+ENDED_POLL_S = 0.05  # after intake ended, how often the synthesis loop looks for a held job's next request
+_MORE = object()  # a resumed life yielded another request
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,48 @@ class _Task(Generic[J]):
     outcome: Any = field(default=None)  # set when the life ended before synthesis
 
 
+class _Ready(Generic[J]):
+    """Tasks waiting for the synthesizer, in order, and whether intake has said it ended (by putting None)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[_Task[J] | None] = queue.Queue()
+        self.intake_ended = False
+
+    def put(self, task: _Task[J] | None) -> None:
+        self._queue.put(task)
+
+    def get(self, timeout: float | None) -> _Task[J] | None:
+        """The next task; None when none came within `timeout`, or intake's end came instead."""
+        try:
+            task = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.intake_ended = self.intake_ended or task is None
+        return task
+
+    def more(self, count: int) -> list[_Task[J]]:
+        """Up to `count` tasks that are ready now."""
+        tasks: list[_Task[J]] = []
+        while len(tasks) < count:
+            try:
+                task = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if task is None:
+                self.intake_ended = True
+            else:
+                tasks.append(task)
+        return tasks
+
+    def drain(self) -> list[_Task[J]]:
+        return self.more(self._queue.qsize())
+
+
 class Pipeline(Generic[J]):
     def __init__(self, stages: Stages[J], shutdown: Shutdown, prefetch: Prefetch, exit_when_idle_s: float) -> None:
         self.stages, self.shutdown, self.prefetch = stages, shutdown, prefetch
         self.exit_when_idle_s = exit_when_idle_s
-        self._ready: queue.Queue[_Task[J] | None] = queue.Queue()
+        self._ready: _Ready[J] = _Ready()
         self._done: queue.Queue[_Task[J] | None] = queue.Queue()
         self.held = Held(shutdown)
         self._again: dict[J, threading.Timer] = {}  # jobs waiting to be run again
@@ -214,35 +255,26 @@ class Pipeline(Generic[J]):
                 self._done.put(task)
 
     def _next_batch(self) -> list[_Task[J]] | None:
-        """The next ready tasks, up to one batch; None once intake has ended and nothing is ready."""
+        """The next ready tasks, up to one batch; None once intake has ended and no job is held."""
         first = self._next_ready()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < self.prefetch.max_batch:
-            try:
-                more = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                self._ready.put(None)  # seen again by the next call, after this batch
-                break
-            batch.append(more)
-        return batch
+        return None if first is None else [first, *self._ready.more(self.prefetch.max_batch - 1)]
 
     def _next_ready(self) -> _Task[J] | None:
-        """Block for the next ready task; with `exit_when_idle_s`, None once nothing was held for that long."""
+        """Block for the next ready task; None once intake has ended and no job is held (none can yield a request
+        any more), or with `exit_when_idle_s` once nothing was held for that long."""
+        ready = self._ready
         with self.held.waiting_for_work():
-            while True:
-                try:
-                    return self._ready.get(timeout=self.exit_when_idle_s or None)
-                except queue.Empty:
-                    pass
+            while not (ready.intake_ended and self.held.count == 0):
+                # Once intake has ended, the held jobs' lives may still yield a retake: look again shortly.
+                task = ready.get(ENDED_POLL_S if ready.intake_ended else self.exit_when_idle_s or None)
+                if task is not None:
+                    return task
                 idle_s = self.held.idle_s()
-                if idle_s is not None and idle_s >= self.exit_when_idle_s:
+                if not ready.intake_ended and idle_s is not None and idle_s >= self.exit_when_idle_s > 0:
                     self.exited_idle = True
                     self.shutdown.requested.set()  # the intake stops taking work, as on a stop signal
                     return None
+            return None
 
     # --- output side ------------------------------------------------------------------------
 
@@ -256,6 +288,9 @@ class Pipeline(Generic[J]):
 
     def _finish(self, task: _Task[J]) -> None:
         outcome = task.outcome if task.outcome is not None else self._resume(task)
+        if outcome is _MORE:
+            self._synthesize_again(task)
+            return
         again_s = self.stages.end(task.job, outcome)
         if again_s is None:
             self.held.remove()
@@ -266,15 +301,28 @@ class Pipeline(Generic[J]):
             timer.start()
 
     def _resume(self, task: _Task[J]) -> Any:
-        """The rest of the job's life, from its synthesis result to its outcome."""
+        """The rest of the job's life, from its synthesis result to its outcome, or `_MORE` with its next request."""
+        result, task.result = task.result, None
         try:
-            if isinstance(task.result, BaseException):
-                task.life.throw(task.result)
+            if isinstance(result, BaseException):
+                task.request = task.life.throw(result)
             else:
-                task.life.send(task.result)
+                task.request = task.life.send(result)
         except StopIteration as ended:
             return ended.value
-        raise RuntimeError("a job's life yielded more than one synthesis request")
+        return _MORE
+
+    def _synthesize_again(self, task: _Task[J]) -> None:
+        """A request the life yielded once resumed: batched with the ready ones, unless the worker is stopping.
+
+        Under `_again_lock`, as `_put_back_unstarted` drains the ready queue only after taking it: a request is
+        either queued before that drain or sees the stop and is given back here."""
+        with self._again_lock:
+            queued = not self.shutdown.requested.is_set()
+            if queued:
+                self._ready.put(task)
+        if not queued:
+            self._give_back(task)
 
     def _run_again(self, job: J) -> None:
         with self._again_lock:
@@ -292,14 +340,7 @@ class Pipeline(Generic[J]):
                 self._again.pop(job).cancel()
         for job in waiting:
             self._release(job)
-        while True:
-            try:
-                task = self._ready.get_nowait()
-            except queue.Empty:
-                return
-            if task is None:
-                self._ready.put(None)
-                return
+        for task in self._ready.drain():
             self._give_back(task)
 
     def _give_back(self, task: _Task[J]) -> None:

@@ -30,6 +30,32 @@ class Timings(BaseModel):
                                                    "thread after it.")
     total: float = Field(default=0.0, description="From the claim to the start of writing log.jsonl and result.json.")
 
+class ChunkCheck(BaseModel):
+    index: int = Field(description="The chunk's place in the text, from 0.")
+    text: str = Field(description="The chunk's text.")
+    transcript: str = Field(description="What the ASR model heard in its kept take.")
+    wer: float
+    cer: float
+    takes: int = Field(description="Takes synthesized of this chunk (1: the first was kept without a retake).")
+    seed: int = Field(description="Seed of the kept take (see docs/outbox.md for how takes are seeded).")
+
+
+class CheckReport(BaseModel):
+    """The listening check: the audio as the ASR model heard it, scored against the text."""
+
+    passed: bool | None = Field(description="Every chunk within max_wer; null when the manifest gave no max_wer.")
+    max_wer: float | None
+    metric: Literal["wer", "cer"] = Field(description="What max_wer is compared with: cer for languages written "
+                                                      "without spaces, else wer.")
+    wer: float = Field(description="Word error rate of the whole text (the kept takes).")
+    cer: float = Field(description="Character error rate of the whole text (the kept takes).")
+    transcript: str = Field(description="The kept takes' transcripts, in order.")
+    worst_chunk: ChunkCheck
+    chunks: int = Field(description="Text chunks heard.")
+    retaken: int = Field(description="Chunks synthesized more than once.")
+    asr_model: str
+
+
 class Result(BaseModel):
     version: int = RESULT_VERSION
     id: str
@@ -45,6 +71,7 @@ class Result(BaseModel):
         None, description="Where that transcript came from: the manifest's voice_text, the sidecar file next to the "
         "clip, or the ASR model (which also transcribes the part kept of a clip over 12 s).")
     model: str
+    check: CheckReport | None = Field(None, description="The listening check, when the job asked for one.")
     error: ErrorInfo | None = None
     attempts: int = Field(1, description="Which attempt at the job this result came from, from 1 (see the outbox doc).")
     timings: Timings = Field(default_factory=Timings)

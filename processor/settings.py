@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         "whisper-large-v3-turbo", min_length=1,
         description="Speech-recognition model folder under <volume>/asr/ (seeded with `f5-batch seed --asr`).",
     )
+    check: bool = Field(False, description="Listening check on every job (a manifest's \"check\" wins); needs ASR.")
+    check_attempts: int = Field(
+        2, ge=1, le=10, description="Takes of a text chunk the listening check may hear, the first included."
+    )
     processing_dir: Path = Field(
         Path(tempfile.gettempdir()) / "f5-batch", description="Scratch folder for job files, emptied after each job."
     )

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Protocol
 
@@ -51,6 +51,14 @@ def _default(name: str) -> Any:
 
 
 @dataclass(frozen=True)
+class Retake:
+    """One text chunk synthesized again: its noise drawn from a generator of its own, seeded with `seed`."""
+
+    text: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class SynthesisRequest:
     """One text in one voice, as the synthesizer takes it; its options and their defaults are the manifest's."""
 
@@ -63,6 +71,11 @@ class SynthesisRequest:
     sway_sampling_coef: float = _default("sway_sampling_coef")
     cross_fade: float = _default("cross_fade")
     time_limit_s: float | None = None  # from the start of its synthesis call; past it the job fails (job_timeout)
+    retakes: tuple[Retake, ...] = ()  # given: only these chunks of `text`, each with noise from its own seed
+
+    def retake(self, takes: Sequence[Retake], time_limit_s: float | None) -> SynthesisRequest:
+        """The same text, voice and settings, for some of its chunks again (the listening check's next takes)."""
+        return replace(self, retakes=tuple(takes), time_limit_s=time_limit_s)
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, voice: VoicePrompt, time_limit_s: float | None) -> SynthesisRequest:
@@ -73,14 +86,25 @@ class SynthesisRequest:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """A request's speech, chunk by chunk: each text chunk and its wave, in order (joined by `join`)."""
+
+    texts: tuple[str, ...]
+    waves: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
 class Speech:
     """What one synthesis call gave one request."""
 
-    wave: np.ndarray
+    rendered: Rendered
     sample_rate: int
     batch: int  # requests in the call
     started: float  # time.monotonic() at the call's start
     seconds: float  # the call's wall time
+
+    def joined(self, cross_fade_s: float) -> np.ndarray:
+        return join(self.rendered.waves, cross_fade_s, self.sample_rate)
 
 
 def check_deadline(deadline: float | None) -> None:
@@ -96,7 +120,7 @@ class Synthesizer(Protocol):
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray: ...
 
-    def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | F5BatchError]: ...
+    def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[Rendered | F5BatchError]: ...
 
 
 def max_chunk_chars(voice: VoicePrompt, speed: float) -> int:
@@ -112,6 +136,13 @@ def frame_limit(cfm: Any) -> int:
     if not getattr(text_embed, "extra_modeling", False):
         return MAX_DURATION
     return min(MAX_DURATION, int(text_embed.precompute_max_pos))
+
+
+def join(waves: Sequence[np.ndarray], cross_fade_s: float, sample_rate: int) -> np.ndarray:
+    """A request's chunks as one wave, as F5-TTS joins them: end to end, or with a cross-fade."""
+    if cross_fade_s <= 0:
+        return np.concatenate(waves)
+    return cross_fade(waves, cross_fade_s, sample_rate)
 
 
 def cross_fade(waves: Sequence[np.ndarray], seconds: float, sample_rate: int) -> np.ndarray:
@@ -153,6 +184,7 @@ class _Job:
 
     request: SynthesisRequest
     reference: _Reference
+    texts: list[str]
     items: list[SamplingItem]
     waves: list[np.ndarray | None]
     deadline: float | None  # time.monotonic() past which the request fails
@@ -235,13 +267,14 @@ class F5Synthesizer:
             mask_padding(model.cfm.transformer)
 
     def synthesize(self, request: SynthesisRequest) -> np.ndarray:
+        """One request's audio, joined as F5-TTS joins it."""
         outcome = self.synthesize_batch([request])[0]
         if isinstance(outcome, F5BatchError):
             raise outcome
-        return outcome
+        return join(outcome.waves, request.cross_fade, self.sample_rate)
 
-    def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | F5BatchError]:
-        """One outcome per request, in order: its audio, or the error that failed it alone."""
+    def synthesize_batch(self, requests: Sequence[SynthesisRequest]) -> list[Rendered | F5BatchError]:
+        """One outcome per request, in order: its chunks' audio, or the error that failed it alone."""
         import torch
 
         with self._lock, torch.inference_mode():
@@ -256,14 +289,18 @@ class F5Synthesizer:
         try:
             reference = self._reference(request.voice)
             budget = _budget(reference, request, self.frame_limit)
-            chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed), budget)
+            if request.retakes:
+                chunks = [take.text for take in request.retakes]
+            else:
+                chunks = chunk_text(request.text, max_chunk_chars(request.voice, request.speed), budget)
             if not chunks:
                 raise TextUnusable("text has nothing to speak once split into sentences")
             items = self._items(reference, request, budget, chunks)
         except Exception as exc:  # a request that cannot be prepared fails alone
             return _failure(exc)
         limit = request.time_limit_s
-        return _Job(request, reference, items, [None] * len(items), None if limit is None else started + limit)
+        return _Job(request, reference, chunks, items, [None] * len(items),
+                    None if limit is None else started + limit)
 
     def _reference(self, voice: VoicePrompt) -> _Reference:
         """A voice's features, from the cache when this clip was used before (keyed by `voice.key`)."""
@@ -297,14 +334,17 @@ class F5Synthesizer:
 
     def _items(self, reference: _Reference, request: SynthesisRequest, budget: FrameBudget,
                chunks: list[str]) -> list[SamplingItem]:
-        """Tokens, length and noise per chunk; the noise drawn in chunk order from the request's own seed."""
+        """Tokens, length and noise per chunk; the noise drawn in chunk order from the request's own seed, or for a
+        retake from the chunk's own."""
         import torch
         from f5_tts.model.utils import convert_char_to_pinyin
 
         cfm = self.model.cfm
         generator = torch.Generator(device=cfm.device).manual_seed(request.seed)
         items = []
-        for chunk in chunks:
+        for index, chunk in enumerate(chunks):
+            if request.retakes:
+                generator = torch.Generator(device=cfm.device).manual_seed(request.retakes[index].seed)
             tokens = convert_char_to_pinyin([budget.prompt_text + chunk])[0]
             duration = clamp_duration(budget.frames(len(chunk.encode("utf-8"))), len(tokens), reference.mel.shape[0])
             noise = torch.randn(duration, cfm.num_channels, generator=generator, device=cfm.device,
@@ -367,13 +407,12 @@ class F5Synthesizer:
         result: np.ndarray = wave.squeeze().cpu().numpy()
         return result
 
-    def _finish(self, job: _Job) -> np.ndarray | F5BatchError:
+    def _finish(self, job: _Job) -> Rendered | F5BatchError:
         if job.error is not None:
             return job.error
-        waves = [wave for wave in job.waves if wave is not None]
-        if job.request.cross_fade <= 0:
-            return np.concatenate(waves)
-        return cross_fade(waves, job.request.cross_fade, self.sample_rate)
+        if any(wave is None for wave in job.waves):
+            return F5BatchError("unexpected error: a chunk was not sampled")
+        return Rendered(tuple(job.texts), tuple(wave for wave in job.waves if wave is not None))
 
 
 def _budget(reference: _Reference, request: SynthesisRequest, limit: int) -> FrameBudget:

@@ -9,8 +9,10 @@ off, and loads on first use: a worker whose jobs never need it never pays for it
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +22,7 @@ from processor.storage.volume import AsrFolder, Volume
 
 ASR_RATE = 16000  # Whisper's feature extractor; the pipeline would resample, but only with torchaudio present
 CHUNK_S = 30
+BATCH = 16  # clips per generate call; F5-TTS uses 128 for one clip's 30 s windows, but a take is seldom over 20 s
 
 
 class Transcriber(Protocol):
@@ -30,6 +33,14 @@ class Transcriber(Protocol):
 
     def transcribe(self, samples: np.ndarray, rate: int, language: str | None = None) -> str:
         """`samples`: float32 mono at `rate` Hz; `language`: a Whisper code (`en`) or None to let it detect."""
+        ...
+
+    def transcribe_many(self, clips: Sequence[np.ndarray], rate: int, language: str | None = None) -> list[str]:
+        """Several clips in batched calls: the listening check's text chunks."""
+        ...
+
+    def spelling(self) -> dict[str, str]:
+        """The checkpoint's British-to-American spelling map (Whisper's normalizer.json); {} without one."""
         ...
 
 
@@ -100,15 +111,27 @@ class WhisperTranscriber:
         return pipe
 
     def transcribe(self, samples: np.ndarray, rate: int, language: str | None = None) -> str:
+        return self.transcribe_many([samples], rate, language)[0]
+
+    def transcribe_many(self, clips: Sequence[np.ndarray], rate: int, language: str | None = None) -> list[str]:
+        if not clips:
+            return []
         pipe = self.pipeline()
         generate: dict[str, Any] = {"task": "transcribe"}
         if language:
             generate["language"] = language
-        audio = {"raw": resample(samples, rate), "sampling_rate": ASR_RATE}
+        audio = [{"raw": resample(samples, rate), "sampling_rate": ASR_RATE} for samples in clips]
         with self._calls:
-            result = pipe(audio, chunk_length_s=CHUNK_S, generate_kwargs=generate, return_timestamps=False,
-                          ignore_warning=True)
-        return str(result["text"]).strip()
+            results = pipe(audio, chunk_length_s=CHUNK_S, batch_size=min(BATCH, len(audio)),
+                           generate_kwargs=generate, return_timestamps=False, ignore_warning=True)
+        return [str(result["text"]).strip() for result in results]
+
+    def spelling(self) -> dict[str, str]:
+        file = self.folder.path / "normalizer.json"
+        if not file.is_file():
+            return {}
+        found = json.loads(file.read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def load_transcriber(volume: Volume, name: str, device: str) -> Transcriber | None:

@@ -13,6 +13,7 @@ from processor.errors import F5BatchError
 from processor.health import HealthReporter, StatusServer, metrics_address
 from processor.job import Context, Job, life
 from processor.leases import HeldLease
+from processor.listening import Listening
 from processor.logs import logger
 from processor.metrics import Metrics
 from processor.outcomes import Attempts, Origin, Outcome, Released, Tally
@@ -82,6 +83,7 @@ class Worker:
     def _context(self) -> Context:
         return Context(outputs=Outputs(self.outbox), markers=self.markers,
                        voices=Voices(self.voices, self.prepared, self.transcriber), workdir=self.workdir,
+                       listening=Listening(self.transcriber, self.settings.check, self.settings.check_attempts),
                        attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 
@@ -130,11 +132,11 @@ class Worker:
         """One call to the synthesizer for all ready jobs; a job that fails fails alone."""
         logger.info(f"synthesizing {len(requests)} job(s)", extra={"stage": "synthesizing", "batch": len(requests)})
         started = time.monotonic()
-        waves = self.synthesizer.synthesize_batch(requests)  # if it raises, the pipeline hands each job the error
+        rendered = self.synthesizer.synthesize_batch(requests)  # if it raises, the pipeline hands each job the error
         seconds = time.monotonic() - started
         rate = self.synthesizer.sample_rate
-        return [wave if isinstance(wave, F5BatchError) else Speech(wave, rate, len(requests), started, seconds)
-                for wave in waves]
+        return [each if isinstance(each, F5BatchError) else Speech(each, rate, len(requests), started, seconds)
+                for each in rendered]
 
     def _end(self, ctx: Context, shutdown: Shutdown, job: Job, outcome: Outcome) -> float | None:
         """Settle the job's outcome, once. A number: run the job again after that long, the lease kept."""

@@ -16,7 +16,7 @@ from processor.errors import F5BatchError
 from processor.model import LoadedModel, load_model
 from processor.sampling import BatchLimit, bucket_size
 from processor.storage.volume import ModelFolder
-from processor.synthesis import F5Synthesizer, SynthesisRequest, chunk_text, max_chunk_chars
+from processor.synthesis import F5Synthesizer, SynthesisRequest, chunk_text, join, max_chunk_chars
 
 from tests.support.paths import VOICE, VOICE_TEXT
 
@@ -64,6 +64,13 @@ def requests(narrator: VoicePrompt, quiet: VoicePrompt) -> list[SynthesisRequest
     ]
 
 
+def joined_batch(synthesizer: F5Synthesizer, reqs: list[SynthesisRequest]) -> list[np.ndarray | F5BatchError]:
+    """`synthesize_batch`, each request's chunks joined as `synthesize` joins them."""
+    rate = synthesizer.sample_rate
+    return [outcome if isinstance(outcome, F5BatchError) else join(outcome.waves, request.cross_fade, rate)
+            for request, outcome in zip(reqs, synthesizer.synthesize_batch(reqs), strict=True)]
+
+
 def assert_close(batched: list[np.ndarray | F5BatchError], singles: list[np.ndarray]) -> None:
     assert len(batched) == len(singles)
     for got, expected in zip(batched, singles, strict=True):
@@ -90,7 +97,7 @@ def batch_run(model: LoadedModel, voices: tuple[VoicePrompt, VoicePrompt]) -> Ba
     handle = model.cfm.transformer.register_forward_pre_hook(
         lambda module, args, kwargs: sizes.append(kwargs["x"].shape[0]), with_kwargs=True)
     try:
-        batched = synthesizer.synthesize_batch(reqs)
+        batched = joined_batch(synthesizer, reqs)
     finally:
         handle.remove()
     return BatchRun(synthesizer, reqs, singles, batched, sizes)
@@ -111,7 +118,7 @@ def test_a_batch_equals_its_requests_one_by_one(model: LoadedModel, batch_run: B
 def test_a_seed_changes_only_its_own_request(batch_run: BatchRun) -> None:
     reqs = list(batch_run.requests)
     reqs[1] = replace(reqs[1], seed=reqs[1].seed + 100)
-    again = batch_run.synthesizer.synthesize_batch(reqs)
+    again = joined_batch(batch_run.synthesizer, reqs)
     for i, (a, b) in enumerate(zip(batch_run.batched, again, strict=True)):
         assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
         if i == 1:
@@ -128,7 +135,7 @@ def test_a_bad_request_fails_alone(model: LoadedModel, voices: Any) -> None:
         SynthesisRequest("Hello.", no_transcript, seed=8, nfe_step=STEPS),  # a bug's stand-in
     ]
     synthesizer = F5Synthesizer(model, max_batch=8)
-    outcomes = synthesizer.synthesize_batch(reqs)
+    outcomes = joined_batch(synthesizer, reqs)
     assert [getattr(o, "code", None) for o in outcomes] == [None, None, "text_unusable", "internal_error"]
     assert_close(outcomes[:2], [synthesizer.synthesize(r) for r in reqs[:2]])
     with pytest.raises(F5BatchError) as caught:
@@ -154,7 +161,7 @@ def test_out_of_memory_halves_the_call_and_remembers(model: LoadedModel, voices:
     handle = model.cfm.transformer.register_forward_pre_hook(out_of_memory_once, with_kwargs=True)
     try:
         batch_sizes.clear()
-        batched = synthesizer.synthesize_batch(reqs)
+        batched = joined_batch(synthesizer, reqs)
     finally:
         handle.remove()
     assert batch_sizes[0] == 4 and set(batch_sizes[1:]) == {2}, "one failed call of 4, then calls of 2"
@@ -175,11 +182,11 @@ def test_out_of_memory_alone_fails_each_request_transiently(model: LoadedModel, 
     reqs = requests(*voices)[:2]
     handle = model.cfm.transformer.register_forward_pre_hook(out_of_memory)
     try:
-        outcomes = synthesizer.synthesize_batch(reqs)
+        outcomes = joined_batch(synthesizer, reqs)
     finally:
         handle.remove()
     assert [getattr(o, "code", None) for o in outcomes] == ["out_of_memory", "out_of_memory"]
-    assert_close(synthesizer.synthesize_batch(reqs), [synthesizer.synthesize(r) for r in reqs])
+    assert_close(joined_batch(synthesizer, reqs), [synthesizer.synthesize(r) for r in reqs])
 
 
 def test_a_call_runs_until_its_latest_deadline(model: LoadedModel, voices: Any,
@@ -202,13 +209,13 @@ def test_a_call_runs_until_its_latest_deadline(model: LoadedModel, voices: Any,
     handle = model.cfm.transformer.register_forward_pre_hook(tick, with_kwargs=True)
     try:
         hurried = SynthesisRequest("Job number two says its piece.", narrator, seed=2, nfe_step=STEPS, time_limit_s=1.5)
-        outcomes = synthesizer.synthesize_batch([hurried, relaxed])
+        outcomes = joined_batch(synthesizer, [hurried, relaxed])
         assert clock["steps"] == STEPS, "the call ran to the end: one request has no limit"
         assert getattr(outcomes[0], "code", None) == "job_timeout"
         assert_close(outcomes[1:], [expected])
 
         clock.update(now=0.0, steps=0)
-        outcomes = synthesizer.synthesize_batch([hurried, replace(relaxed, time_limit_s=2.5)])
+        outcomes = joined_batch(synthesizer, [hurried, replace(relaxed, time_limit_s=2.5)])
         assert [getattr(o, "code", None) for o in outcomes] == ["job_timeout", "job_timeout"]
         assert clock["steps"] == 3 < STEPS, "past the first limit, stopped at the first step past the latest"
     finally:
@@ -222,12 +229,12 @@ def test_voice_features_are_cached_by_key(model: LoadedModel, voices: Any) -> No
     try:
         synthesizer = F5Synthesizer(model, max_batch=4)
         say = [SynthesisRequest("Hello there.", voice, seed=1, nfe_step=2) for voice in (narrator, narrator, quiet)]
-        first = synthesizer.synthesize_batch(say)
+        first = joined_batch(synthesizer, say)
         assert len(computed) == 2, "one voice used twice is turned into features once"
         synthesizer.synthesize(say[0])
         assert len(computed) == 2, "and stays cached for later calls"
         unkeyed = replace(narrator, key="")
-        synthesizer.synthesize_batch([replace(say[0], voice=unkeyed)] * 2)
+        joined_batch(synthesizer, [replace(say[0], voice=unkeyed)] * 2)
         assert len(computed) == 4, "a voice without a key is never cached"
         other = replace(quiet, samples=quiet.samples[:, ::-1].copy(), key="other")
         changed = synthesizer.synthesize(replace(say[2], voice=other))
