@@ -60,6 +60,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("vocoder.loadable", model.vocoder, ("model.checksums",)),
     CheckSpec("asr.complete", asr.complete, ("volume.mounted",)),
     CheckSpec("asr.loadable", asr.loadable, ("asr.complete",)),
+    CheckSpec("asr.for_check", asr.for_check, ("volume.mounted",)),
     CheckSpec("outbox.not_in_inbox", storage.not_in_inbox),
     CheckSpec("aws.region", storage.region),
     CheckSpec("inbox.for_queue", storage.inbox_for_queue),
@@ -74,7 +75,8 @@ CHECK_NAMES = tuple(spec.name for spec in CHECKS)
 # What `f5-batch run` checks before the model loads: each can only be found later the hard way (a failed job,
 # a traceback after a minute of loading). Quick ones only: no checksums, no test synthesis.
 STARTUP_CHECKS = ("volume.mounted", "model.complete", "processing.writable", "outbox.not_in_inbox", "aws.region",
-                  "inbox.for_queue", "inbox.reachable", "outbox.reachable", "queue.reachable", "metrics.port")
+                  "inbox.for_queue", "inbox.reachable", "outbox.reachable", "queue.reachable", "metrics.port",
+                  "asr.for_check")
 
 
 def run_checks(ctx: Context, names: Collection[str] | None = None) -> list[Check]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from processor.errors import CheckFailed, CheckUnavailable
 from processor.manifest import Manifest, printable
+from processor.metrics import Metrics
 from processor.results import CheckReport, ChunkCheck
 from processor.scoring import Errors, Metric, Scorer, language_code, metric_for
 from processor.synthesis import Rendered, Retake, Speech, SynthesisRequest
@@ -62,6 +63,7 @@ class Listening:
     transcriber: Transcriber | None
     every_job: bool = False
     attempts: int = 2
+    metrics: Metrics = field(default_factory=Metrics)
 
     @cached_property
     def scorer(self) -> Scorer:
@@ -115,6 +117,7 @@ class Listening:
             errors = self.scorer.errors(text, said, plan.language)
             takes[index].append(Take(seed, said, errors, wave))
             number, passed = len(takes[index]), plan.passes(errors)
+            self.metrics.heard(passed)
             job.log.event("checked", f"chunk {index + 1} take {number}: {plan.metric.upper()} "
                           f"{errors.rate(plan.metric):.3f}" + ("" if passed else " (over max_wer)"),
                           logging.INFO if passed else logging.WARNING, chunk=index, take=number, seed=seed,
@@ -136,15 +139,15 @@ class Listening:
 
 
 def best(takes: list[Take], plan: Plan) -> Take:
-    """The take with the fewest errors; the earliest of equal ones (the first take needs no retake to reproduce)."""
-    return min(takes, key=lambda take: take.errors.rate(plan.metric))
+    """The take with the fewest errors (the other measure breaks a tie); the earliest of equal ones."""
+    return min(takes, key=lambda take: (take.errors.rate(plan.metric), take.errors.wer + take.errors.cer))
 
 
 def failure(plan: Plan, report: CheckReport, failing: int) -> str:
     worst = report.worst_chunk
     rate = worst.wer if plan.metric == "wer" else worst.cer
     return (f"listening check failed: {failing} of {report.chunks} text chunk(s) stayed over max_wer "
-            f"{plan.max_wer} after {plan.attempts} take(s) each; the worst, chunk {worst.index + 1} "
+            f"{plan.max_wer:g} after {plan.attempts} take(s) each; the worst, chunk {worst.index + 1} "
             f"({plan.metric.upper()} {rate:.3f}), says \"{printable(worst.text, 200)}\" and was heard as "
             f"\"{printable(worst.transcript, 200)}\"; fix: simplify or rephrase that text, raise max_wer, or "
             f"set \"on_check_fail\": \"keep\" to keep the best takes")

@@ -36,6 +36,7 @@ from processor.errors import CATALOGUE
 PREFIX = "f5batch"
 # Keys of a job's result.json timings observed as stage durations; a new timing is one more name here.
 STAGES = ("queued", "fetch", "asr", "synth", "write")
+VERDICTS = ("within", "over")  # a take of the listening check: within max_wer (or none given), or over it
 # How a job's lease ended: the `metric` of every outcome that ends one (tests/test_metrics.py checks outcomes.py).
 STATUSES = ("succeeded", "failed", "skipped", "redelivered", "released")
 # The codes a failed job's result.json can carry.
@@ -67,6 +68,9 @@ class Metrics:
             f"{PREFIX}_synthesis_seconds", "Seconds of synthesis behind that audio (RTF: this over audio seconds).",
             registry=registry)
         self.retries = Counter(f"{PREFIX}_retries", "Transient failures retried within a job.", registry=registry)
+        self.check_takes = Counter(f"{PREFIX}_check_takes", "Takes of text chunks the listening check heard, by "
+                                   "verdict (over: above max_wer, so another take or a failed check).",
+                                   ["verdict"], registry=registry)
         self.in_flight = Gauge(f"{PREFIX}_jobs_in_flight", "Jobs claimed and not yet finished.", registry=registry)
         Info(f"{PREFIX}_build", "The worker's version, model and device.", registry=registry).info(
             {"version": __version__, "model": model, "device": device})
@@ -76,6 +80,8 @@ class Metrics:
             self.failures.labels(code)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
+        for verdict in VERDICTS:
+            self.check_takes.labels(verdict)
         registry.register(Scraped(queue_depth, accelerator_memory))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -101,6 +107,10 @@ class Metrics:
 
     def retried(self) -> None:
         self.retries.inc()
+
+    def heard(self, passed: bool) -> None:
+        """One take of one text chunk, heard by the listening check."""
+        self.check_takes.labels("within" if passed else "over").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -83,7 +83,8 @@ class Worker:
     def _context(self) -> Context:
         return Context(outputs=Outputs(self.outbox), markers=self.markers,
                        voices=Voices(self.voices, self.prepared, self.transcriber), workdir=self.workdir,
-                       listening=Listening(self.transcriber, self.settings.check, self.settings.check_attempts),
+                       listening=Listening(self.transcriber, self.settings.check, self.settings.check_attempts,
+                                           self.metrics),
                        attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 

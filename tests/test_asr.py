@@ -148,7 +148,7 @@ def asr_results(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -
     write_manifest(inbox, "clipped", manifest("A short line.", voice="voices/long.wav",
                                               voice_text=" ".join([VOICE_TEXT] * 3), nfe_step=2))
     out = run_cli(*local_worker_args(root, tiny_volume, "--once", "--asr-model", "tiny"),
-                  env={"HF_ENDPOINT": "http://127.0.0.1:9"})  # the hub is never asked: a dead port would show it
+                  env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"})  # the hub is never asked
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     ready = [line for line in out.stdout.splitlines() if '"stage": "ready"' in line]
     assert ready and '"asr": "tiny"' in ready[0]

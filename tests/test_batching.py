@@ -16,7 +16,7 @@ from processor.errors import F5BatchError
 from processor.model import LoadedModel, load_model
 from processor.sampling import BatchLimit, bucket_size
 from processor.storage.volume import ModelFolder
-from processor.synthesis import F5Synthesizer, SynthesisRequest, chunk_text, join, max_chunk_chars
+from processor.synthesis import F5Synthesizer, Rendered, Retake, SynthesisRequest, chunk_text, join, max_chunk_chars
 
 from tests.support.paths import VOICE, VOICE_TEXT
 
@@ -281,3 +281,22 @@ def test_the_broadcast_padding_mask_matches_f5_tts_expanded_one(model: LoadedMod
         got = PaddingMaskedAttention(upstream)(attn, x, mask=mask, rope=rope)
         assert torch.equal(got, expected)
         assert torch.equal(PaddingMaskedAttention(upstream)(attn, x[:1], rope=rope), upstream(attn, x[:1], rope=rope))
+
+
+def test_a_retake_is_its_chunk_again_with_noise_from_its_own_seed_and_batches_with_others(
+        model: LoadedModel, voices: tuple[VoicePrompt, VoicePrompt]) -> None:
+    """The listening check's retake of chunk 1 with seed 8 is that chunk's text alone as a job seeded 8: its noise
+    is the first drawn from its own generator, whichever other requests share its call."""
+    narrator, quiet = voices
+    synthesizer = F5Synthesizer(model, max_batch=4)
+    whole = SynthesisRequest(LONG, narrator, seed=7, nfe_step=STEPS)
+    first = synthesizer.synthesize_batch([whole])[0]
+    assert isinstance(first, Rendered) and len(first.texts) > 1
+    retake = whole.retake([Retake(first.texts[1], 8)], time_limit_s=None)
+    other = SynthesisRequest("And quietly it goes on.", quiet, seed=5, nfe_step=STEPS)
+    again, beside = synthesizer.synthesize_batch([retake, other])
+    assert isinstance(again, Rendered) and again.texts == (first.texts[1],) and isinstance(beside, Rendered)
+    alone = synthesizer.synthesize(SynthesisRequest(first.texts[1], narrator, seed=8, nfe_step=STEPS))
+    assert_close([again.waves[0]], [alone])
+    assert_close([beside.waves[0]], [synthesizer.synthesize(other)])
+    assert not np.array_equal(again.waves[0], first.waves[1]), "another seed, another take"

@@ -53,6 +53,18 @@ def complete(ctx: Context) -> Verdict:
     return passed(f"{folder.path}: {len(folder.recorded_checksums())} files match {CHECKSUMS_FILE}{note}")
 
 
+def for_check(ctx: Context) -> Verdict:
+    """F5B_CHECK asks every job for a listening check: without an ASR model each of them would fail."""
+    if not ctx.settings.check:
+        return passed("F5B_CHECK is off: only manifests that ask for it are checked")
+    folder = asr_folder(ctx)
+    if folder.missing_files():
+        return failed(f"F5B_CHECK is on, and the listening check needs the ASR model {ctx.settings.asr_model}, "
+                      f"which is not seeded at {folder.path}",
+                      f"{asr_seed_command(ctx)}, or unset F5B_CHECK (--no-check)")
+    return passed(f"F5B_CHECK is on: every job is heard by {ctx.settings.asr_model}")
+
+
 def loadable(ctx: Context) -> Verdict:
     """Load the model as a job would (the configured device, the hub off) and transcribe a second of speech."""
     folder = asr_folder(ctx)

@@ -112,6 +112,15 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "control-char-in-voice-text": (m(voice_text=VOICE_TEXT + "\u0008"), "invalid_manifest", "voice_text: contains"),
     "unknown-voice-language": (m(voice_language="klingon"), "invalid_manifest", "not a language Whisper knows"),
     "voice-language-is-number": (m(voice_language=7), "invalid_manifest", "voice_language:"),
+    # the listening check's fields
+    "negative-max-wer": (m(max_wer=-0.1), "invalid_manifest", "max_wer: Input should be greater than or equal to 0"),
+    "max-wer-is-string": (m(max_wer="0.2"), "invalid_manifest", "max_wer:"),
+    "max-wer-overflows-to-infinity": (raw(f'{{"text": "hi", "voice": "voices/narrator.wav", "voice_text": {VT}, '
+                                          f'"max_wer": 1e999}}'),
+                                      "invalid_manifest", "max_wer: Input should be a finite number"),
+    "check-is-string": (m(check="yes"), "invalid_manifest", "check:"),
+    "unknown-on-check-fail": (m(on_check_fail="retry"), "invalid_manifest", "on_check_fail:"),
+    "check-without-asr": (m(check=True), "check_unavailable", "f5-batch seed"),
     "bidi-in-sidecar-transcript": (voice("voices/bidi-sidecar.wav", voice_text=None), "voice_unreadable", "U+202E"),
     "binary-sidecar-transcript": (voice("voices/binary-sidecar.wav", voice_text=None), "voice_unreadable",
                                   "not UTF-8"),
