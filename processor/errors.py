@@ -153,6 +153,11 @@ class VoiceChanged(TransientError):
 # --- running the job ----------------------------------------------------------------------
 
 
+class ModelNotFound(PermanentError):
+    code = "model_not_found"
+    meaning = "the manifest's model is not on the worker's volume; the message names the models that are"
+
+
 class CheckUnavailable(PermanentError):
     code = "check_unavailable"
     meaning = ("the manifest asks for a listening check (check, max_wer) and the worker has no ASR model; seed one "

@@ -44,7 +44,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str] | No
         if name in ALIASES:
             flags.append("--" + name.replace("_", "-"))
         kind = _base_type(field.annotation)
-        help_text = f"{field.description} ({variable(name)}; default: {_default_text(name)})"
+        # argparse %-formats help: a literal % (as in "60% of") must be doubled
+        help_text = f"{field.description} ({variable(name)}; default: {_default_text(name)})".replace("%", "%%")
         if kind is bool:
             group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is Literal:

@@ -19,6 +19,7 @@ from processor.text import check_speakable
 
 MANIFEST_VERSION: Literal[1] = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a folder name under <volume>/models/, never a path
 MAX_TEXT_CHARS = 50_000
 MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a manifest a manifest
 AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg")
@@ -83,6 +84,10 @@ class Manifest(BaseModel):
         "english); default: detected.",
         min_length=2,
         max_length=40,
+    )
+    model: Annotated[str, StringConstraints(pattern=MODEL_PATTERN)] | None = Field(
+        None, description="Model folder on the worker's volume (models/<name>/), e.g. F5TTS_v1_Base or a "
+        "fine-tune seeded with `f5-batch seed --name`. Default: the worker's F5B_MODEL.",
     )
     format: Literal["wav", "flac", "mp3", "ogg"] = Field("wav", description="Audio format of the output.")
     speed: float = Field(1.0, ge=0.3, le=3.0, description="Speaking rate; 1.0 is the voice's own pace.")

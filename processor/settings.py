@@ -25,7 +25,12 @@ class Settings(BaseSettings):
         default_factory=default_volume,
         description="Persistent volume with models and caches (/runpod-volume if mounted, else ./volume).",
     )
-    model: str = Field("F5TTS_v1_Base", description="Model folder name under <volume>/models/.")
+    model: str = Field("F5TTS_v1_Base", description="Model folder name under <volume>/models/ (a manifest's "
+                       "\"model\" picks another).")
+    max_models: int = Field(2, ge=1, le=16, description="Models kept loaded at once on CPU; on a GPU the limit "
+                            "is F5B_MODEL_MEMORY_BYTES.")
+    model_memory_bytes: int = Field(
+        0, ge=0, description="GPU memory the loaded models may use (0: 60% of the memory free after the first).")
     asr_model: str = Field(
         "whisper-large-v3-turbo", min_length=1,
         description="Speech-recognition model folder under <volume>/asr/ (seeded with `f5-batch seed --asr`).",
