@@ -53,6 +53,11 @@ def machine() -> str:
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def load_average() -> str:
+    """What `uptime` says of the machine's load: CPU time is shared on the development machines."""
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(value: Any) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -61,11 +61,6 @@ def prose(chars: int) -> str:
     return " ".join(sentences)[:chars].rsplit(".", 1)[0] + "."
 
 
-def load_average() -> str:
-    """What `uptime` says of the machine's load: CPU time is shared here."""
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def run_worker(settings: Settings, synthesizer: Any, text: str, steps: int) -> float:
     inbox, outbox = Path(settings.inbox), Path(settings.outbox)
     shutil.rmtree(outbox, ignore_errors=True)
@@ -172,7 +167,7 @@ def main() -> int:
         theirs: list[float] = []
         loads: list[str] = []
         for r in range(args.rounds):
-            loads.append(load_average())
+            loads.append(common.load_average())
             print(f"round {r + 1}, {loads[-1]}", flush=True)
             for size in sorted(args.sizes, reverse=r % 2 == 1):
                 ours[size].append(run_worker(settings, synthesizer, texts[size], args.steps))
