@@ -23,8 +23,9 @@ class Timings(BaseModel):
     synth: float = Field(default=0.0, description="The synthesis calls that served the job (each a whole batch's "
                                                   "call), and removing silences.")
     write: float = Field(default=0.0, description="Writing the audio file.")
-    asr: float = Field(default=0.0, description="Transcribing the voice clip with the ASR model (0 when the "
-                                                "transcript came from the manifest or a sidecar, or was cached).")
+    asr: float = Field(default=0.0, description="Transcribing with the ASR model: the voice clip (0 when its "
+                                                "transcript came from the manifest or a sidecar, or was cached), "
+                                                "and the listening check's takes.")
     queued: float = Field(default=0.0, description="Waiting inside the worker: for the intake thread after the "
                                                    "claim, for the synthesizer (batches ahead of it), for the output "
                                                    "thread after it.")
