@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processor.audio import VoicePrompt, remove_silence
+from processor.audio import VoicePrompt
 from processor.errors import F5BatchError
 from processor.leases import HeldLease
 from processor.listening import Listening
@@ -26,13 +26,15 @@ from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
 from processor.outcomes import Attempts, Deferred, Failed, Outcome, Skipped, Succeeded
 from processor.outputs import Audio, Outputs
+from processor.models import Models
+from processor.rendering import Work, join_script, work_for
 from processor.results import CheckReport, Timings
 from processor.storage.markers import Busy, Markers
 from processor.storage.workdir import WorkDir
-from processor.synthesis import Speech, SynthesisRequest, check_deadline
+from processor.synthesis import Speech, check_deadline
 from processor.voices import Voices
 
-Life = Generator[SynthesisRequest, Speech, Outcome]
+Life = Generator[Work, list[Speech], Outcome]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Context:
     voices: Voices
     workdir: WorkDir
     listening: Listening
+    models: Models
     attempts: Attempts
     min_free_bytes: int  # F5B_PROCESSING_MIN_FREE_BYTES
 
@@ -57,15 +60,14 @@ def life(job: Job, ctx: Context) -> Life:
             return Skipped(job)
         if (busy := take_marker(job, ctx.markers)) is not None:
             return Deferred.behind(job, busy)
-        check = ctx.listening.plan(manifest)
+        check, job.model = ctx.listening.plan(manifest), ctx.models.require(manifest.model)
         with ctx.workdir.scratch(job.id, ctx.min_free_bytes) as scratch:
             with job.timed("fetch"):
-                voice = ctx.voices.prepare(manifest, scratch, job.timed)
-            job.fetched(voice)
-            speech = yield from job.synthesized(
-                request := SynthesisRequest.for_manifest(manifest, voice, time_limit_s=job.time_left_s()))
-            speech = yield from ctx.listening.listen(job, check, request, speech)  # a retake is yielded likewise
-            audio = finish_audio(job, manifest, speech, scratch)
+                voices = ctx.voices.prepare_all(manifest, scratch, job.timed)
+            job.fetched(voices)
+            speeches = yield from job.synthesized(work := work_for(manifest, voices, job.model, job.time_left_s()))
+            speeches = yield from ctx.listening.listen(job, check, work, speeches)  # a retake is yielded likewise
+            audio = finish_audio(job, manifest, speeches, scratch)
             if ctx.outputs.finished(job.id):
                 return Skipped(job, "another worker finished this job first; its result stands", "duplicate",
                                logging.WARNING)
@@ -90,14 +92,15 @@ def take_marker(job: Job, markers: Markers) -> Busy | None:
     return None
 
 
-def finish_audio(job: Job, manifest: Manifest, speech: Speech, scratch: Path) -> Audio:
-    """The speech as the manifest wants it: its chunks joined, its silences removed if asked."""
-    wave = speech.joined(manifest.cross_fade)
-    if manifest.remove_silence:
-        with job.timed("synth"):
-            wave = remove_silence(wave, speech.sample_rate, scratch)
-    audio = Audio(wave, speech.sample_rate, manifest.format)
-    job.log.event("synthesized", "audio synthesized", audio_s=round(audio.duration_s, 3), batch=speech.batch,
+def finish_audio(job: Job, manifest: Manifest, speeches: list[Speech], scratch: Path) -> Audio:
+    """The speech as the manifest wants it: its script's pieces joined, their silences removed if asked."""
+    wave, segments = join_script(manifest, speeches, scratch)
+    if len(segments) > 1:
+        for segment in segments:
+            job.log.event("segment", f"piece {segment.index + 1}: voice {segment.voice}", voice=segment.voice,
+                          start_s=round(segment.start_s, 3), seconds=round(segment.seconds, 3))
+    audio = Audio(wave, speeches[0].sample_rate, manifest.format)
+    job.log.event("synthesized", "audio synthesized", audio_s=round(audio.duration_s, 3), batch=speeches[0].batch,
                   seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio.duration_s, 1e-9), 4))
     check_deadline(job.deadline)
     return audio
@@ -117,6 +120,8 @@ class Job:
     manifest: Manifest | None = None
     voice: VoicePrompt | None = None  # its transcript and where that came from go into the result
     check: CheckReport | None = None  # the listening check's, when it asked for one
+    voices: dict[str, VoicePrompt] = field(default_factory=dict)  # every voice its script speaks in, main too
+    model: str | None = None  # the model that synthesizes it, once its manifest named one (or the default)
     deadline: float | None = None
     _begun: bool = False
     _inner: list[float] = field(default_factory=list)  # time of stages timed inside the one being timed
@@ -154,25 +159,30 @@ class Job:
             self._claim_said = True
             self.log.event("claimed", f"claimed manifest {printable(self.held.name, 1024)}")
 
-    def synthesized(self, request: SynthesisRequest) -> Generator[SynthesisRequest, Speech, Speech]:
-        """The request's speech. Until the output thread resumes the job, it waits for the synthesizer (batches
-        ahead of it), is synthesized, then waits for the output thread: the waits, less the call, are `queued`.
-        A synthesis error is thrown in at the yield: that wait is not told apart from the call, and not counted."""
+    def synthesized(self, work: Work) -> Generator[Work, list[Speech], list[Speech]]:
+        """The work's speech, one per request. Until the output thread resumes the job, it waits for the
+        synthesizer (batches ahead of it), is synthesized (one call), then waits for the output thread: the waits,
+        less the call, are `queued`. A synthesis error is thrown in at the yield: that wait is not told apart from
+        the call, and not counted."""
         ready = time.monotonic()
-        speech = yield request
-        self.timings.queued += max(0.0, time.monotonic() - ready - speech.seconds)
-        self.deadline = speech.started + self.time_left_s()  # the time limit counts from the call's start
-        self.timings.synth += speech.seconds
-        return speech
+        speeches = yield work
+        call = speeches[0]
+        self.timings.queued += max(0.0, time.monotonic() - ready - call.seconds)
+        self.deadline = call.started + self.time_left_s()  # the time limit counts from the call's start
+        self.timings.synth += call.seconds
+        return speeches
 
     def time_left_s(self) -> float:
         return self.time_limit_s - self.timings.fetch - self.timings.asr - self.timings.synth - self.timings.write
 
-    def fetched(self, voice: VoicePrompt) -> None:
+    def fetched(self, voices: dict[str, VoicePrompt]) -> None:
         assert self.manifest is not None
-        self.voice = voice
-        self.log.event("fetched", "voice ready", voice=self.manifest.voice, voice_s=round(voice.duration_s, 3),
-                       voice_text_source=voice.text_source, seconds=round(self.timings.fetch, 3))
+        self.voice, self.voices = voices["main"], voices
+        specs = self.manifest.voice_specs()
+        for name, voice in voices.items():
+            said = "voice ready" if name == "main" else f"voice {name} ready"
+            self.log.event("fetched", said, voice=specs[name].voice, name=name, voice_s=round(voice.duration_s, 3),
+                           voice_text_source=voice.text_source, seconds=round(self.timings.fetch, 3))
         check_deadline(self.deadline)
 
     @contextmanager

@@ -25,11 +25,12 @@ from processor.manifest import Manifest, printable
 from processor.metrics import Metrics
 from processor.results import CheckReport, ChunkCheck
 from processor.scoring import Errors, Metric, Scorer, language_code, metric_for
-from processor.synthesis import Rendered, Retake, Speech, SynthesisRequest
+from processor.synthesis import Rendered, Retake, Speech
 from processor.transcription import Transcriber
 
 if TYPE_CHECKING:
     from processor.job import Job
+    from processor.rendering import Work
 
 SEEDS = 2**32
 
@@ -84,36 +85,45 @@ class Listening:
         return Plan(manifest.max_wer, self.attempts, manifest.on_check_fail == "keep", language,
                     metric_for(manifest.text, language))
 
-    def listen(self, job: Job, plan: Plan | None, request: SynthesisRequest,
-               speech: Speech) -> Generator[SynthesisRequest, Speech, Speech]:
-        """The speech with each chunk's best take; the check's report goes to `job.check`."""
+    def listen(self, job: Job, plan: Plan | None, work: Work,
+               speeches: list[Speech]) -> Generator[Work, list[Speech], list[Speech]]:
+        """The speech with each chunk's best take; the check's report goes to `job.check`. Chunks are numbered
+        across the script's pieces (the work's requests), in order."""
         if plan is None:
-            return speech
-        texts = speech.rendered.texts
-        takes: list[list[Take]] = [[] for _ in texts]
-        self._hear(job, plan, takes, range(len(texts)), speech, [request.seed] * len(texts))
+            return speeches
+        places = [(request, chunk) for request, speech in enumerate(speeches)
+                  for chunk in range(len(speech.rendered.texts))]
+        texts = [speeches[request].rendered.texts[chunk] for request, chunk in places]
+        takes: list[list[Take]] = [[] for _ in places]
+        self._hear(job, plan, takes, list(range(len(places))), speeches, [work.requests[r].seed for r, _ in places])
         for number in range(2, plan.attempts + 1):
             failing = [index for index, heard in enumerate(takes) if not plan.passes(best(heard, plan).errors)]
             if not failing:
                 break
-            seed = (request.seed + number - 1) % SEEDS
-            retake = request.retake([Retake(texts[index], seed) for index in failing], job.time_left_s())
-            again = yield from job.synthesized(retake)
-            self._hear(job, plan, takes, failing, again, [seed] * len(failing))
+            seeds = [(work.requests[places[index][0]].seed + number - 1) % SEEDS for index in failing]
+            wanted: dict[int, list[Retake]] = {}
+            for index, seed in zip(failing, seeds, strict=True):  # in chunk order, so the retake's order is theirs
+                wanted.setdefault(places[index][0], []).append(Retake(texts[index], seed))
+            again = yield from job.synthesized(work.retake(wanted, job.time_left_s()))
+            self._hear(job, plan, takes, failing, again, seeds)
         kept = [best(heard, plan) for heard in takes]
         job.check = self.report(plan, texts, takes, kept)
         if job.check.passed is False and not plan.keep:
             raise CheckFailed(failure(plan, job.check, len([k for k in kept if not plan.passes(k.errors)])))
-        return replace(speech, rendered=Rendered(texts, tuple(take.wave for take in kept)))
+        waves = iter(take.wave for take in kept)
+        return [replace(speech, rendered=Rendered(speech.rendered.texts, tuple(next(waves) for _ in
+                                                                             speech.rendered.texts)))
+                for speech in speeches]
 
-    def _hear(self, job: Job, plan: Plan, takes: list[list[Take]], indexes: Sequence[int], speech: Speech,
+    def _hear(self, job: Job, plan: Plan, takes: list[list[Take]], indexes: Sequence[int], speeches: list[Speech],
               seeds: list[int]) -> None:
-        """Transcribe and score one take of each of these chunks (`speech` holds their waves, in that order)."""
+        """Transcribe and score one take of each of these chunks (`speeches` hold their waves, in that order)."""
         assert self.transcriber is not None
-        waves = speech.rendered.waves
+        texts = [text for speech in speeches for text in speech.rendered.texts]
+        waves = [wave for speech in speeches for wave in speech.rendered.waves]
         with job.timed("asr"):
-            heard = self.transcriber.transcribe_many(list(waves), speech.sample_rate, plan.language)
-        for index, seed, text, wave, said in zip(indexes, seeds, speech.rendered.texts, waves, heard, strict=True):
+            heard = self.transcriber.transcribe_many(waves, speeches[0].sample_rate, plan.language)
+        for index, seed, text, wave, said in zip(indexes, seeds, texts, waves, heard, strict=True):
             errors = self.scorer.errors(text, said, plan.language)
             takes[index].append(Take(seed, said, errors, wave))
             number, passed = len(takes[index]), plan.passes(errors)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from processor.errors import F5BatchError, InvalidJson, OutboxUnwritable, PermanentError
 from processor.manifest import printable
 from processor.metrics import Metrics
-from processor.results import ErrorInfo, Result, Timings
+from processor.results import ErrorInfo, Result, Timings, VoiceUsed
 from processor.storage import Lease, Rewritable
 from processor.storage.markers import Busy
 
@@ -124,6 +124,7 @@ class Outcome:
             voice_text_source=job.voice.text_source if job.voice else None,  # type: ignore[arg-type]
             model=origin.model,
             check=job.check,
+            voices=voices_used(job) or None,
             error=ErrorInfo(code=error.code, message=error.message) if error else None,
             attempts=job.attempt,
             timings=Timings(**{k: round(v, 4) for k, v in job.timings.model_dump().items()}),
@@ -135,6 +136,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+def voices_used(job: Job) -> dict[str, VoiceUsed]:
+    """The voices table's voices a job's script spoke in, with the transcripts they were given."""
+    if job.manifest is None or not job.voices:
+        return {}
+    specs = job.manifest.voice_specs()
+    return {name: VoiceUsed(voice=specs[name].voice, voice_text=voice.text.strip(),
+                            voice_text_source=voice.text_source)  # type: ignore[arg-type]
+            for name, voice in job.voices.items() if name != "main"}
+
+
 class Skipped(Outcome):
     why: str = "a result for this id exists already; not running it again"
     stage: str = "skipped"

@@ -22,7 +22,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,7 @@ from processor.shutdown import Shutdown, ShutdownRequested
 J = TypeVar("J")
 
 INTAKE_JOIN_S = 1.0  # at a stop, time for a lease claimed at that instant to be given back
+SWAP_AFTER = 4  # batches of a loaded model served before the oldest job's model is loaded in its place
 ENDED_POLL_S = 0.05  # after intake ended, how often the synthesis loop looks for a held job's next request
 _MORE = object()  # a resumed life yielded another request
 
@@ -44,6 +46,8 @@ class Stages(Generic[J]):
     synthesize: Callable[[list[Any]], list[Any]]  # one call for many requests: speech, or an exception, each
     end: Callable[[J, Any], float | None]  # settle an outcome; a number: run the job again after that long
     put_back: Callable[[J], None]  # a held job that did not start when the worker stops
+    model_of: Callable[[Any], Hashable] = lambda request: None  # the model a request needs: batches never mix them
+    loaded: Callable[[Hashable], bool] = lambda model: True  # whether that model is loaded (no swap to serve it)
 
 
 @dataclass(frozen=True)
@@ -130,47 +134,64 @@ class _Task(Generic[J]):
 
 
 class _Ready(Generic[J]):
-    """Tasks waiting for the synthesizer, in order, and whether intake has said it ended (by putting None)."""
+    """Tasks waiting for the synthesizer, oldest first, and whether intake has said it ended (by putting None).
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[_Task[J] | None] = queue.Queue()
+    A batch holds the tasks of one model. It is the oldest task's model, unless that model is not loaded, another
+    one with tasks ready is, and the oldest has been passed over fewer than SWAP_AFTER batches: jobs for the
+    loaded model go first, so a queue that mixes models does not swap them at every job, and no job waits on a
+    swap for more than SWAP_AFTER batches.
+    """
+
+    def __init__(self, model_of: Callable[[Any], Hashable], loaded: Callable[[Hashable], bool]) -> None:
+        self._tasks: deque[_Task[J]] = deque()
+        self._cond = threading.Condition()
+        self._model_of, self._loaded = model_of, loaded
         self.intake_ended = False
+        self.passed_over = 0  # batches of another model served while the oldest task waited
 
     def put(self, task: _Task[J] | None) -> None:
-        self._queue.put(task)
-
-    def get(self, timeout: float | None) -> _Task[J] | None:
-        """The next task; None when none came within `timeout`, or intake's end came instead."""
-        try:
-            task = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        self.intake_ended = self.intake_ended or task is None
-        return task
-
-    def more(self, count: int) -> list[_Task[J]]:
-        """Up to `count` tasks that are ready now."""
-        tasks: list[_Task[J]] = []
-        while len(tasks) < count:
-            try:
-                task = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        with self._cond:
             if task is None:
                 self.intake_ended = True
             else:
-                tasks.append(task)
-        return tasks
+                self._tasks.append(task)
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Whether a task is ready, waiting up to `timeout` for one (None: until one comes or intake ends)."""
+        with self._cond:
+            ended = self.intake_ended
+            self._cond.wait_for(lambda: self._tasks or self.intake_ended != ended, timeout)
+            return bool(self._tasks)
+
+    def batch(self, count: int) -> list[_Task[J]]:
+        """Up to `count` ready tasks of one model, oldest first."""
+        with self._cond:
+            if not self._tasks:
+                return []
+            model = self._model_of(self._tasks[0].request)
+            if not self._loaded(model) and self.passed_over < SWAP_AFTER:
+                model = next((m for m in map(self._model_of, (t.request for t in self._tasks)) if self._loaded(m)),
+                             model)
+            chosen = [task for task in self._tasks if self._model_of(task.request) == model][:count]
+            oldest = self._tasks[0]
+            for task in chosen:
+                self._tasks.remove(task)
+            self.passed_over = 0 if oldest in chosen else self.passed_over + 1
+            return chosen
 
     def drain(self) -> list[_Task[J]]:
-        return self.more(self._queue.qsize())
+        with self._cond:
+            tasks = list(self._tasks)
+            self._tasks.clear()
+            return tasks
 
 
 class Pipeline(Generic[J]):
     def __init__(self, stages: Stages[J], shutdown: Shutdown, prefetch: Prefetch, exit_when_idle_s: float) -> None:
         self.stages, self.shutdown, self.prefetch = stages, shutdown, prefetch
         self.exit_when_idle_s = exit_when_idle_s
-        self._ready: _Ready[J] = _Ready()
+        self._ready: _Ready[J] = _Ready(stages.model_of, stages.loaded)
         self._done: queue.Queue[_Task[J] | None] = queue.Queue()
         self.held = Held(shutdown)
         self._again: dict[J, threading.Timer] = {}  # jobs waiting to be run again
@@ -255,20 +276,14 @@ class Pipeline(Generic[J]):
                 self._done.put(task)
 
     def _next_batch(self) -> list[_Task[J]] | None:
-        """The next ready tasks, up to one batch; None once intake has ended and no job is held."""
-        first = self._next_ready()
-        return None if first is None else [first, *self._ready.more(self.prefetch.max_batch - 1)]
-
-    def _next_ready(self) -> _Task[J] | None:
-        """Block for the next ready task; None once intake has ended and no job is held (none can yield a request
-        any more), or with `exit_when_idle_s` once nothing was held for that long."""
+        """Block for the next ready tasks, up to one batch of one model; None once intake has ended and no job is
+        held (none can yield a request any more), or with `exit_when_idle_s` once nothing was held for that long."""
         ready = self._ready
         with self.held.waiting_for_work():
             while not (ready.intake_ended and self.held.count == 0):
                 # Once intake has ended, the held jobs' lives may still yield a retake: look again shortly.
-                task = ready.get(ENDED_POLL_S if ready.intake_ended else self.exit_when_idle_s or None)
-                if task is not None:
-                    return task
+                if ready.wait(ENDED_POLL_S if ready.intake_ended else self.exit_when_idle_s or None):
+                    return ready.batch(self.prefetch.max_batch)
                 idle_s = self.held.idle_s()
                 if not ready.intake_ended and idle_s is not None and idle_s >= self.exit_when_idle_s > 0:
                     self.exited_idle = True

@@ -57,6 +57,12 @@ class CheckReport(BaseModel):
     asr_model: str
 
 
+class VoiceUsed(BaseModel):
+    voice: str = Field(description="The clip, as the manifest's voices table names it.")
+    voice_text: str = Field(description="The transcript the model was given.")
+    voice_text_source: Literal["manifest", "sidecar", "asr"]
+
+
 class Result(BaseModel):
     version: int = RESULT_VERSION
     id: str
@@ -71,6 +77,8 @@ class Result(BaseModel):
     voice_text_source: Literal["manifest", "sidecar", "asr"] | None = Field(
         None, description="Where that transcript came from: the manifest's voice_text, the sidecar file next to the "
         "clip, or the ASR model (which also transcribes the part kept of a clip over 12 s).")
+    voices: dict[str, VoiceUsed] | None = Field(
+        None, description="The voices table's voices the script spoke in, by name (the main voice is voice_text).")
     model: str
     check: CheckReport | None = Field(None, description="The listening check, when the job asked for one.")
     error: ErrorInfo | None = None

@@ -14,16 +14,29 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 from pathlib import Path
 
 from processor.audio import Reference, VoicePrompt, prepare_reference
 from processor.errors import VoiceUnreadable
 from processor.manifest import Manifest
+from processor.script import Spoken
 from processor.storage import VoiceSource
 from processor.transcription import Transcriber
 from processor.transcripts import required
 
 Timed = Callable[[str], AbstractContextManager[object]]
+
+
+class Wanted(Protocol):
+    """A voice as a manifest asks for it: the manifest itself, or one of its voices table (`VoiceSpec`)."""
+
+    @property
+    def voice(self) -> str: ...
+    @property
+    def voice_text(self) -> str | None: ...
+    @property
+    def voice_language(self) -> str | None: ...
 
 
 def untimed(stage: str) -> AbstractContextManager[object]:
@@ -80,7 +93,19 @@ class Voices:
     prepared: PreparedVoices
     transcriber: Transcriber | None = None
 
-    def prepare(self, manifest: Manifest, scratch: Path, timed: Timed = untimed) -> VoicePrompt:
+    def prepare_all(self, manifest: Manifest, scratch: Path, timed: Timed = untimed) -> dict[str, VoicePrompt]:
+        """The manifest's own voice (`main`) and every voice its script speaks in, each fetched to a folder of its
+        own in the scratch folder: the same checks, caches and transcript rules for all."""
+        used = {"main", *(piece.voice for piece in manifest.script if isinstance(piece, Spoken))}
+        prepared = {}
+        for name, spec in manifest.voice_specs().items():
+            if name in used:
+                folder = scratch if name == "main" else scratch / "voices" / name
+                folder.mkdir(parents=True, exist_ok=True)
+                prepared[name] = self.prepare(spec, folder, timed)
+        return prepared
+
+    def prepare(self, manifest: Wanted, scratch: Path, timed: Timed = untimed) -> VoicePrompt:
         """`timed("asr")` times the transcription, when there is one."""
         identity = self.source.identity(manifest.voice)
         text, source = manifest.voice_text, "manifest"
@@ -94,7 +119,7 @@ class Voices:
             self.prepared.add(voice)
         return voice
 
-    def _with_transcript(self, reference: Reference, manifest: Manifest, text: str | None, source: str,
+    def _with_transcript(self, reference: Reference, manifest: Wanted, text: str | None, source: str,
                          key: str, timed: Timed) -> VoicePrompt:
         if text is not None and reference.clipped_from_s is None:
             return reference.prompt(text, key, source)

@@ -24,7 +24,8 @@ from processor.shutdown import Shutdown
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.markers import Markers
 from processor.storage.workdir import WorkDir
-from processor.synthesis import Speech, SynthesisRequest, Synthesizer
+from processor.rendering import Work
+from processor.synthesis import Speech, Synthesizer
 from processor.transcription import Transcriber
 from processor.voices import PreparedVoices, Voices
 
@@ -66,7 +67,8 @@ class Worker:
         ctx = self._context()
         stages = Stages(claim=partial(self._claim, once, shutdown, taken), live=partial(life, ctx=ctx),
                         synthesize=self._synthesize, end=partial(self._end, ctx, shutdown),
-                        put_back=partial(self._put_back, ctx, shutdown))
+                        put_back=partial(self._put_back, ctx, shutdown), model_of=lambda work: work.model,
+                        loaded=lambda model: self.models.is_loaded(str(model)))
         prefetch = Prefetch(max(1, self.synthesizer.max_batch), settings.prefetch, settings.lease_s)
         pipeline = Pipeline(stages, shutdown, prefetch, settings.exit_when_idle_s)
         try:
@@ -84,7 +86,7 @@ class Worker:
         return Context(outputs=Outputs(self.outbox), markers=self.markers,
                        voices=Voices(self.voices, self.prepared, self.transcriber), workdir=self.workdir,
                        listening=Listening(self.transcriber, self.settings.check, self.settings.check_attempts,
-                                           self.metrics),
+                                           self.metrics), models=self.models,
                        attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 
@@ -129,15 +131,23 @@ class Worker:
         taken.extend(jobs)
         return jobs
 
-    def _synthesize(self, requests: list[SynthesisRequest]) -> list[Speech | F5BatchError]:
-        """One call to the synthesizer for all ready jobs; a job that fails fails alone."""
-        logger.info(f"synthesizing {len(requests)} job(s)", extra={"stage": "synthesizing", "batch": len(requests)})
+    def _synthesize(self, works: list[Work]) -> list[list[Speech] | F5BatchError]:
+        """One call to the synthesizer for all ready jobs, of one model (the pipeline never mixes them); a job
+        whose request fails fails alone."""
+        synthesizer = self.models.get(works[0].model)  # if it raises, the pipeline hands each job the error
+        requests = [request for work in works for request in work.requests]
+        logger.info(f"synthesizing {len(works)} job(s)", extra={"stage": "synthesizing", "batch": len(works),
+                                                                "requests": len(requests), "model": works[0].model})
         started = time.monotonic()
-        rendered = self.synthesizer.synthesize_batch(requests)  # if it raises, the pipeline hands each job the error
+        rendered = iter(synthesizer.synthesize_batch(requests))
         seconds = time.monotonic() - started
-        rate = self.synthesizer.sample_rate
-        return [each if isinstance(each, F5BatchError) else Speech(each, rate, len(requests), started, seconds)
-                for each in rendered]
+        speeches: list[list[Speech] | F5BatchError] = []
+        for work in works:
+            mine = [next(rendered) for _ in work.requests]
+            failed = next((each for each in mine if isinstance(each, F5BatchError)), None)
+            speeches.append(failed or [Speech(each, synthesizer.sample_rate, len(works), started, seconds)
+                                       for each in mine if not isinstance(each, F5BatchError)])
+        return speeches
 
     def _end(self, ctx: Context, shutdown: Shutdown, job: Job, outcome: Outcome) -> float | None:
         """Settle the job's outcome, once. A number: run the job again after that long, the lease kept."""
@@ -157,7 +167,7 @@ class Worker:
         What is counted is how the lease really ended: a job whose result could not be written is not a success.
         """
         outcome.announce()
-        origin = Origin(model=self.synthesizer.model_name, worker=self.identity)
+        origin = Origin(model=outcome.job.model or self.synthesizer.model_name, worker=self.identity)
         ended = outcome.settle(lease, ctx.outputs, origin, heed=partial(self._heed, shutdown))
         if ended.retried:
             self.metrics.retried()
