@@ -64,14 +64,23 @@ def check_supported(config: dict[str, Any]) -> None:
     BigVGAN checkpoints (`mel_spec_type: bigvgan`) need F5-TTS's `third_party.BigVGAN`, which the f5-tts wheel
     does not ship (only a source checkout with its git submodule has it).
     """
+    refusal = unsupported_vocoder(config)
+    if refusal:
+        raise ModelError(refusal)
     mel = config.get("mel_spec") or {}
-    if mel.get("mel_spec_type") == "bigvgan":
-        raise ModelError(f"model {config.get('name')!r} uses the BigVGAN vocoder, which the installed f5-tts cannot "
-                         f"load (it ships no third_party.BigVGAN): only Vocos models are supported")
     if config.get("backbone") != "DiT":
         raise ModelError(f"unsupported backbone {config.get('backbone')!r}: only DiT models are supported")
     if mel != MEL_SPEC:
         raise ModelError(f"model {config.get('name')!r} has mel settings {mel}; only {MEL_SPEC} is supported")
+
+
+def unsupported_vocoder(config: dict[str, Any]) -> str | None:
+    """Why the config's vocoder cannot be loaded here, or None."""
+    mel = config.get("mel_spec") or {}
+    if mel.get("mel_spec_type") == "bigvgan":
+        return (f"model {config.get('name')!r} uses the BigVGAN vocoder, which the installed f5-tts cannot load "
+                f"(its wheel ships no third_party.BigVGAN): only Vocos models are supported")
+    return None
 
 
 # --- building models -------------------------------------------------------------------
