@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from processor.health import health_file
 from processor.logs import logger
 from processor.metrics import Metrics, cuda_memory
@@ -15,20 +17,31 @@ from processor.synthesis import Synthesizer
 from processor.transcription import load_transcriber
 from processor.worker import Worker
 
+if TYPE_CHECKING:
+    from processor.synthesis import F5Synthesizer
+
 
 def load_synthesizer(settings: Settings) -> Synthesizer:
+    """The worker's default model (`settings.model`), loaded at start-up and logged as part of it."""
+    synthesizer = open_synthesizer(settings, settings.model)
+    model = synthesizer.model
+    logger.info(
+        f"model {model.name} loaded on {model.device} in {model.timings.total_s:.1f} s",
+        extra={"stage": "startup", "model": model.name, "device": model.device, "dtype": str(model.dtype),
+               **model.timings.as_dict()},
+    )
+    return synthesizer
+
+
+def open_synthesizer(settings: Settings, name: str) -> F5Synthesizer:
+    """The model folder `name` of the volume, loaded on `settings.device`: what `Models` loads a model with."""
     volume = Volume(settings.volume)
     # Before torch or huggingface_hub are imported: caches on the volume, no hub at run time.
     volume.apply_cache_environment(offline=True)
     from processor.model import load_model
     from processor.synthesis import F5Synthesizer
 
-    model = load_model(volume.model(settings.model), settings.device)
-    logger.info(
-        f"model {model.name} loaded on {model.device} in {model.timings.total_s:.1f} s",
-        extra={"stage": "startup", "model": model.name, "device": model.device, "dtype": str(model.dtype),
-               **model.timings.as_dict()},
-    )
+    model = load_model(volume.model(name), settings.device)
     if model.random_weights:
         logger.warning(f"model {model.name} has random weights: it produces noise, not speech",
                        extra={"stage": "startup"})

@@ -72,6 +72,11 @@ class Metrics:
                                    "verdict (over: above max_wer, so another take or a failed check).",
                                    ["verdict"], registry=registry)
         self.in_flight = Gauge(f"{PREFIX}_jobs_in_flight", "Jobs claimed and not yet finished.", registry=registry)
+        self.model_loads = Counter(f"{PREFIX}_model_loads", "Models loaded, by model (the first at start-up, "
+                                   "others when a manifest's \"model\" asks).", ["model"], registry=registry)
+        self.model_unloads = Counter(f"{PREFIX}_model_unloads", "Models unloaded to make room for another, by model.",
+                                     ["model"], registry=registry)
+        self.models_loaded = Gauge(f"{PREFIX}_models_loaded", "Models loaded now.", registry=registry)
         Info(f"{PREFIX}_build", "The worker's version, model and device.", registry=registry).info(
             {"version": __version__, "model": model, "device": device})
         for status in STATUSES:
@@ -82,6 +87,9 @@ class Metrics:
             self.stage_seconds.labels(stage)
         for verdict in VERDICTS:
             self.check_takes.labels(verdict)
+        if model:
+            self.model_loads.labels(model)
+            self.model_unloads.labels(model)
         registry.register(Scraped(queue_depth, accelerator_memory))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -111,6 +119,15 @@ class Metrics:
     def heard(self, passed: bool) -> None:
         """One take of one text chunk, heard by the listening check."""
         self.check_takes.labels("within" if passed else "over").inc()
+
+    def model_loaded(self, model: str, loaded: int) -> None:
+        """`model` was loaded; `loaded` models are loaded now."""
+        self.model_loads.labels(model).inc()
+        self.models_loaded.set(loaded)
+
+    def model_unloaded(self, model: str, loaded: int) -> None:
+        self.model_unloads.labels(model).inc()
+        self.models_loaded.set(loaded)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -58,6 +58,31 @@ def read_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
+def check_supported(config: dict[str, Any]) -> None:
+    """Refuse, in one line, what the worker cannot run: another backbone, another vocoder, other mel settings.
+
+    BigVGAN checkpoints (`mel_spec_type: bigvgan`) need F5-TTS's `third_party.BigVGAN`, which the f5-tts wheel
+    does not ship (only a source checkout with its git submodule has it).
+    """
+    refusal = unsupported_vocoder(config)
+    if refusal:
+        raise ModelError(refusal)
+    mel = config.get("mel_spec") or {}
+    if config.get("backbone") != "DiT":
+        raise ModelError(f"unsupported backbone {config.get('backbone')!r}: only DiT models are supported")
+    if mel != MEL_SPEC:
+        raise ModelError(f"model {config.get('name')!r} has mel settings {mel}; only {MEL_SPEC} is supported")
+
+
+def unsupported_vocoder(config: dict[str, Any]) -> str | None:
+    """Why the config's vocoder cannot be loaded here, or None."""
+    mel = config.get("mel_spec") or {}
+    if mel.get("mel_spec_type") == "bigvgan":
+        return (f"model {config.get('name')!r} uses the BigVGAN vocoder, which the installed f5-tts cannot load "
+                f"(its wheel ships no third_party.BigVGAN): only Vocos models are supported")
+    return None
+
+
 # --- building models -------------------------------------------------------------------
 
 
@@ -67,8 +92,7 @@ def build_cfm(config: dict[str, Any], vocab_char_map: dict[str, int]) -> Any:
     from f5_tts.model.backbones.dit import DiT
     from f5_tts.model.cfm import CFM
 
-    if config.get("backbone") != "DiT":
-        raise ModelError(f"unsupported backbone {config.get('backbone')!r}: only DiT models are supported")
+    check_supported(config)
     mel = config["mel_spec"]
     transformer = DiT(**config["arch"], text_num_embeds=len(vocab_char_map), mel_dim=mel["n_mel_channels"])
     return CFM(

@@ -28,6 +28,7 @@ from processor.model import (
     load_exactly,
     read_vocab,
     read_vocoder,
+    unsupported_vocoder,
 )
 from processor.storage.volume import CHECKSUMS_FILE, MODEL_FILES
 
@@ -50,6 +51,10 @@ def complete(ctx: Context) -> Verdict:
         config = folder.config()
     except ValueError as exc:
         return failed(f"{folder.config_file} is not valid JSON: {exc}", seed_command(ctx.settings, fresh=True))
+    refusal = unsupported_vocoder(config)
+    if refusal:
+        return failed(refusal, "seed a model with the Vocos vocoder (f5-batch seed --help lists them) and point "
+                      "F5B_MODEL at it")
     note = "; random weights: noise, not speech" if config.get("random_weights") else ""
     return passed(f"{folder.path}: all {len(MODEL_FILES)} files and {CHECKSUMS_FILE} present{note}")
 

@@ -44,7 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="seed from DIR instead of the hub: a mirror in hub layout (DIR/<repo id>/<file>, "
-        "optional DIR/SHA256SUMS) or a model folder of another volume",
+        "optional DIR/SHA256SUMS), a model folder of another volume, or a fine-tune's checkpoint (a .pt or "
+        ".safetensors, its vocab.txt, optionally its model config yaml; DIR may name the checkpoint file)",
+    )
+    parser.add_argument("--name", metavar="NAME",
+                        help="the folder name (models/NAME) of a checkpoint seeded --from DIR; a manifest's "
+                        "\"model\" names it")
+    parser.add_argument(
+        "--arch",
+        metavar="ARCH",
+        help="the F5-TTS architecture of a checkpoint --from DIR (e.g. F5TTS_v1_Base) when DIR has no model "
+        "config yaml; with one, the yaml wins",
+    )
+    parser.add_argument(
+        "--vocoder",
+        metavar="NAME|DIR",
+        help="for a checkpoint --from DIR: copy the vocoder from the seeded model NAME's vocos/, or from DIR "
+        "(config.yaml, pytorch_model.bin); default: a seeded model with charactr/vocos-mel-24khz",
     )
     parser.add_argument("--tiny", action="store_true",
                         help="build the random-weight test models into models/tiny and asr/tiny (a tiny Whisper)")
@@ -89,6 +105,8 @@ def known_models() -> str:
         f"  {'ARCH' + RANDOM_SUFFIX:<14} --random ARCH: F5-TTS's architecture ARCH with random weights, offline;",
         f"  {'':<14} ARCH is one of {', '.join(random_architectures())}",
         f"  {'NAME':<14} --from DIR: a copy of the model folder DIR (NAME: its name, or --model NAME)",
+        f"  {'NAME':<14} --from DIR --name NAME --arch ARCH: a fine-tune's checkpoint in DIR, its vocab.txt",
+        f"  {'':<14} and model config yaml (then --arch may be left out); the vocoder from the volume",
         "",
         "ASR models (asr/<name>/, name: the repository's last part; F5B_ASR_MODEL picks one):",
         f"  {DEFAULT_ASR_MODEL.rsplit('/', 1)[-1]:<22} --asr: {DEFAULT_ASR_MODEL}, from the hub or --from a mirror",
@@ -101,6 +119,7 @@ def known_models() -> str:
         "  f5-batch seed --volume /runpod-volume --asr            # only the ASR model, from the hub",
         "  f5-batch seed --volume /runpod-volume --model F5TTS_v1_Base --asr   # both",
         "  f5-batch seed --volume /runpod-volume --from /mirror   # from a local mirror in hub layout",
+        "  f5-batch seed --volume /runpod-volume --from ckpts/my_de --name de --arch F5TTS_v1_Base  # a fine-tune",
         "",
         "exit status:",
         f"  {EXIT_OK}    seeded, or already complete",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from processor.seeding.asr_sources import DEFAULT_ASR_REPO, AsrMirrorSource, TinyAsrSource, asr_hub_source, asr_name
+from processor.seeding.checkpoints import CHECKPOINT_SUFFIXES, checkpoint_source, f5tts_architectures, is_checkpoint_dir
 from processor.seeding.cli import DEFAULT_MODEL, RANDOM_SUFFIX, TINY_MODEL
 from processor.seeding.flow import SeedReport, format_size
 from processor.seeding.random_asr import TINY_ASR
@@ -94,7 +95,9 @@ def resolve_tts(volume: Volume, args: argparse.Namespace) -> Request:
     if args.random is not None:
         return resolve_random(volume, args.random, args.model, fp16)
     if args.source is not None:
-        return replace(resolve_from(volume, args.source, args.model), fp16_copy=fp16)
+        return replace(resolve_from(volume, args), fp16_copy=fp16)
+    if args.name is not None or args.arch is not None or args.vocoder is not None:
+        raise UsageError("--name, --arch and --vocoder seed a checkpoint: give its folder with --from DIR")
     name = args.model or DEFAULT_MODEL
     return Request(volume, name, hub_source(volume, known_model(name, "the hub")), fp16)
 
@@ -124,17 +127,38 @@ def resolve_random(volume: Volume, arch: str, name: str | None, fp16: bool) -> R
         raise UsageError(f"--random {arch}: {exc}") from exc
 
 
-def resolve_from(volume: Volume, source: Path, name: str | None) -> Request:
+def resolve_from(volume: Volume, args: argparse.Namespace) -> Request:
+    """A model folder of another volume, a fine-tune's checkpoint (DIR or the file itself), or a mirror."""
+    source: Path = args.source
+    if args.name is not None and args.model is not None and args.name != args.model:
+        raise UsageError(f"--name {args.name} and --model {args.model} name two models: give one")
+    name = args.name or args.model
+    if source.is_file() and source.suffix in CHECKPOINT_SUFFIXES:
+        return resolve_checkpoint(volume, args, name)
     if not source.is_dir():
         raise UsageError(f"--from {source} is not a directory")
     folder = ModelFolder(source)
-    if folder.config_file.is_file() and folder.weights.is_file():
+    if args.arch is None and folder.config_file.is_file() and folder.weights.is_file():
         target = valid_name(name or source.resolve().name)
         if volume.model(target).path.resolve() == source.resolve():
             raise UsageError(f"--from {source} is the folder being seeded")
         return Request(volume, target, FolderSource(folder))
+    if args.arch is not None or is_checkpoint_dir(source):
+        return resolve_checkpoint(volume, args, name)
     model = known_model(name or DEFAULT_MODEL, f"the mirror {source}")
     return Request(volume, model.name, MirrorSource(source, model))
+
+
+def resolve_checkpoint(volume: Volume, args: argparse.Namespace, name: str | None) -> Request:
+    if name is None:
+        raise UsageError(f"--from {args.source} holds a checkpoint: name its model with --name NAME")
+    target = valid_name(name)
+    if args.arch is not None and args.arch not in f5tts_architectures():
+        raise UsageError(f"unknown --arch {args.arch!r}: F5-TTS's configs are {', '.join(f5tts_architectures())}")
+    try:
+        return Request(volume, target, checkpoint_source(args.source, target, args.arch, args.vocoder, volume))
+    except SeedError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def known_model(name: str, where: str) -> HubModel:
