@@ -108,7 +108,8 @@ VoiceName = Annotated[str, AfterValidator(_a_voice_name)]  # its JSON Schema is 
 
 VOICE_DESCRIPTION = "Reference voice clip. Local inbox: a path relative to the inbox folder."
 VOICE_TEXT_DESCRIPTION = ("Exact transcript of the voice clip. Default: the sidecar file next to the clip "
-                          "(voices/narrator.wav → voices/narrator.txt), else the ASR model on the volume transcribes it.")
+                          "(voices/narrator.wav → voices/narrator.txt), else the ASR model on the volume "
+                          "transcribes it.")
 VOICE_LANGUAGE_DESCRIPTION = ("Language of the voice clip for the ASR model (a Whisper language code or name, e.g. en "
                               "or english); default: detected.")
 
