@@ -24,6 +24,7 @@ from processor.manifest import Manifest, VoiceSpec, check_manifest
 from processor.script import MAX_BREAK_S, MAX_PAUSES_S, Pause, Spoken, parse_script
 
 from tests.support.manifests import manifest
+from tests.support.paths import REPO
 
 STORY = files("f5_tts").joinpath("infer/examples/multi/story.txt")
 INFER_CLI = files("f5_tts").joinpath("infer/infer_cli.py")
@@ -160,3 +161,12 @@ def test_check_manifest_reports_script_problems_on_the_text_field() -> None:
     assert (code, field) == ("text_unusable", "text")
     # a bad table is reported on its own field; the text's tags are not guessed at
     assert [p[1] for p in problems(text="[x] a", voices={"main": {"voice": "t.wav"}})] == ["voices.main"]
+
+
+def test_the_reference_s_example_of_voices_and_pauses_is_what_it_says() -> None:
+    page = (REPO / "docs" / "manifest.md").read_text()
+    example = page.split("## Voices and pauses")[1].split("```json\n")[1].split("```")[0]
+    checked = check_manifest(example.encode(), "story")
+    assert checked.manifest is not None, checked.problems
+    assert [p.voice if isinstance(p, Spoken) else p.seconds for p in checked.manifest.script] == [
+        "main", "town", 1.0, "country", "main"]
