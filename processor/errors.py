@@ -64,7 +64,8 @@ class InvalidJson(PermanentError):
 class InvalidManifest(PermanentError):
     code = "invalid_manifest"
     meaning = ("schema violation: unknown field, wrong type, out-of-range value, blank text, control or bidi "
-               "characters, bad id, duplicate keys, manifest over 256 KiB")
+               "characters, bad id, duplicate keys, manifest over 256 KiB, unknown voice tag, malformed break or one "
+               "over 10 s")
 
 
 class VoiceTextRequired(PermanentError):
@@ -75,8 +76,8 @@ class VoiceTextRequired(PermanentError):
 
 class TextUnusable(PermanentError):
     code = "text_unusable"
-    meaning = ("nothing to speak: the text holds only invisible characters (zero-width, format, variation "
-               "selectors)")
+    meaning = ("nothing to speak: the text (or one voice's piece of it) holds only invisible characters (zero-width, "
+               "format, variation selectors), or only breaks and voice tags")
 
 
 class InvalidMessage(PermanentError):

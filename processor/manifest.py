@@ -8,14 +8,15 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
 from processor.errors import CATALOGUE, F5BatchError, InvalidJson, InvalidManifest, TextUnusable
 from processor.languages import WHISPER_LANGUAGE_NAMES, WHISPER_LANGUAGES
-from processor.text import check_speakable
+from processor.script import MAIN, Piece, parse_script
 
 MANIFEST_VERSION: Literal[1] = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -25,8 +26,13 @@ MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a man
 AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg")
 
 MAX_REPORTED_PROBLEMS = 10
+# A voices table's names: what infer_cli's `\w+` matches, in ASCII. JSON Schema's `\w` is ASCII (ECMA-262) while
+# Python's is Unicode, so an ASCII name is one every schema validator, the worker and infer_cli read alike.
+VOICE_NAME_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
+MAX_VOICES = 16
 
 _ID_RE = re.compile(ID_PATTERN)
+_VOICE_NAME_RE = re.compile(VOICE_NAME_PATTERN)
 
 # Characters a text to speak (or a path) never legitimately holds: C0/C1 controls other than tab, newline
 # and carriage return, lone surrogates, Unicode noncharacters, and the bidi embedding/override/isolate
@@ -51,8 +57,92 @@ def forbidden_character(text: str) -> str | None:
             f"(counting characters from 0); remove it")
 
 
+def _no_forbidden_characters(value: Any) -> Any:
+    if isinstance(value, str) and (found := _FORBIDDEN_RE.search(value)):
+        raise PydanticCustomError(
+            "forbidden_character",
+            "contains {kind} {code_point} at position {position} (counting characters from 0); remove it",
+            {"kind": character_kind(found.group()), "code_point": code_point(found.group()), "position": found.start()},
+        )
+    return value
+
+
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise PydanticCustomError("blank", "must not be blank (only whitespace)")
+    return value
+
+
+def _blank_transcript_is_none(value: Any) -> Any:
+    """F5-TTS's convention: an empty reference text means "transcribe it"; here, "find it elsewhere"."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _a_whisper_language(value: str | None) -> str | None:
+    if value is not None and value.lower() not in WHISPER_LANGUAGES and value.lower() not in WHISPER_LANGUAGE_NAMES:
+        raise PydanticCustomError("language", "'{value}' is not a language Whisper knows; use a code such as en, "
+                                              "de, zh or a name such as english", {"value": value})
+    return value.lower() if value is not None else None
+
+
+def _a_voice_name(name: str) -> str:
+    if not _VOICE_NAME_RE.fullmatch(name):
+        raise PydanticCustomError("voice_name", "a voice's name is 1 to 64 letters (A-Z, a-z), digits or _, as its "
+                                                "[name] tag in the text")
+    if name == MAIN:
+        raise PydanticCustomError("main_voice", "'main' is the manifest's own voice (its \"voice\"); name this one "
+                                                "otherwise")
+    return name
+
+
+# Before-validators run last-listed first: forbidden characters are refused before a blank transcript means none.
+Clean = BeforeValidator(_no_forbidden_characters)
+NotBlank = AfterValidator(_not_blank)
+VoicePath = Annotated[str, Clean, NotBlank, Field(min_length=1, max_length=1024)]
+VoiceText = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=MAX_VOICE_TEXT_CHARS)] | None,
+                      BeforeValidator(_blank_transcript_is_none), Clean, NotBlank]
+VoiceLanguage = Annotated[Annotated[str, StringConstraints(min_length=2, max_length=40)] | None,
+                          AfterValidator(_a_whisper_language)]
+Speed = Annotated[float, Field(ge=0.3, le=3.0)]
+VoiceName = Annotated[str, AfterValidator(_a_voice_name)]  # its JSON Schema is in manifest_schema
+
+VOICE_DESCRIPTION = "Reference voice clip. Local inbox: a path relative to the inbox folder."
+VOICE_TEXT_DESCRIPTION = ("Exact transcript of the voice clip. Default: the sidecar file next to the clip "
+                          "(voices/narrator.wav → voices/narrator.txt), else the ASR model on the volume "
+                          "transcribes it.")
+VOICE_LANGUAGE_DESCRIPTION = ("Language of the voice clip for the ASR model (a Whisper language code or name, e.g. en "
+                              "or english); default: detected.")
+
+
+class VoiceEntry(BaseModel):
+    """One voice of a manifest's voices table: a clip and its transcript as the manifest's own voice has them, and
+    the speed and silence removal it speaks with (None: the manifest's)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="voice")
+
+    voice: VoicePath = Field(..., description=VOICE_DESCRIPTION)
+    voice_text: VoiceText = Field(None, description=VOICE_TEXT_DESCRIPTION)
+    voice_language: VoiceLanguage = Field(None, description=VOICE_LANGUAGE_DESCRIPTION)
+    speed: Speed | None = Field(None, description="Speaking rate of this voice. Default: the manifest's speed.")
+    remove_silence: bool | None = Field(
+        None, description="Cut long silences from this voice's segments. Default: the manifest's remove_silence."
+    )
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """What a voice is made from, whichever field it came from: the manifest's own voice or an entry of its voices
+    table, with the manifest's speed and remove_silence filled in. Every voice is prepared from one of these."""
+
+    voice: str
+    voice_text: str | None
+    voice_language: str | None
+    speed: float
+    remove_silence: bool
+
+
 class Manifest(BaseModel):
-    """One text to speak in one voice. Unknown fields are rejected: a typo must not pass silently."""
+    """One text to speak, in one voice or several. Unknown fields are rejected: a typo must not pass silently."""
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, title="f5-batch manifest")
 
@@ -64,33 +154,24 @@ class Manifest(BaseModel):
         None,
         description="Job id: names the job's outbox folder. Default: the manifest file's name without .json.",
     )
-    text: str = Field(..., description="The text to speak.", min_length=1, max_length=MAX_TEXT_CHARS)
-    voice: str = Field(
-        ...,
-        description="Reference voice clip. Local inbox: a path relative to the inbox folder.",
-        min_length=1,
-        max_length=1024,
+    text: Annotated[str, Clean, NotBlank] = Field(
+        ..., description="The text to speak. With a voices table, [name] switches to that voice ([main]: back to "
+        "voice); <break time=\"1.5s\"/> is a pause.", min_length=1, max_length=MAX_TEXT_CHARS,
     )
-    voice_text: str | None = Field(
-        None,
-        description="Exact transcript of the voice clip. Default: the sidecar file next to the clip "
-        "(voices/narrator.wav → voices/narrator.txt), else the ASR model on the volume transcribes it.",
-        min_length=1,
-        max_length=MAX_VOICE_TEXT_CHARS,
-    )
-    voice_language: str | None = Field(
-        None,
-        description="Language of the voice clip for the ASR model (a Whisper language code or name, e.g. en or "
-        "english); default: detected.",
-        min_length=2,
-        max_length=40,
+    voice: VoicePath = Field(..., description=VOICE_DESCRIPTION)
+    voice_text: VoiceText = Field(None, description=VOICE_TEXT_DESCRIPTION)
+    voice_language: VoiceLanguage = Field(None, description=VOICE_LANGUAGE_DESCRIPTION)
+    voices: dict[VoiceName, VoiceEntry] | None = Field(
+        None, max_length=MAX_VOICES,
+        description="More voices, by name: the text switches to one with [name] (F5-TTS infer_cli's tags). Without "
+        "this table, [name] in the text is text.",
     )
     model: Annotated[str, StringConstraints(pattern=MODEL_PATTERN)] | None = Field(
         None, description="Model folder on the worker's volume (models/<name>/), e.g. F5TTS_v1_Base or a "
         "fine-tune seeded with `f5-batch seed --name`. Default: the worker's F5B_MODEL.",
     )
     format: Literal["wav", "flac", "mp3", "ogg"] = Field("wav", description="Audio format of the output.")
-    speed: float = Field(1.0, ge=0.3, le=3.0, description="Speaking rate; 1.0 is the voice's own pace.")
+    speed: Speed = Field(1.0, description="Speaking rate; 1.0 is the voice's own pace.")
     nfe_step: int = Field(32, ge=2, le=128, description="Sampling steps: more is slower and cleaner.")
     cfg_strength: float = Field(2.0, ge=0.0, le=10.0, description="Classifier-free guidance strength.")
     sway_sampling_coef: float = Field(-1.0, ge=-1.0, le=1.0, description="Sway sampling coefficient.")
@@ -114,38 +195,21 @@ class Manifest(BaseModel):
         "best takes and record check.passed false.",
     )
 
-    @field_validator("voice_text", mode="before")
-    @classmethod
-    def _blank_transcript_is_none(cls, value: Any) -> Any:
-        """F5-TTS's convention: an empty reference text means "transcribe it"; here, "find it elsewhere"."""
-        return None if isinstance(value, str) and not value.strip() else value
+    @cached_property
+    def script(self) -> list[Piece]:
+        """The text as pieces: which voice speaks what, and the pauses (`processor.script`)."""
+        return parse_script(self.text, self.voices)
 
-    @field_validator("text", "voice_text", "voice", mode="before")
-    @classmethod
-    def _no_forbidden_characters(cls, value: Any) -> Any:
-        if isinstance(value, str) and (found := _FORBIDDEN_RE.search(value)):
-            raise PydanticCustomError(
-                "forbidden_character",
-                "contains {kind} {code_point} at position {position} (counting characters from 0); remove it",
-                {"kind": character_kind(found.group()), "code_point": code_point(found.group()),
-                 "position": found.start()},
+    def voice_specs(self) -> dict[str, VoiceSpec]:
+        """Every voice of the manifest by name, "main" first: what each is prepared from."""
+        specs = {MAIN: VoiceSpec(self.voice, self.voice_text, self.voice_language, self.speed, self.remove_silence)}
+        for name, entry in (self.voices or {}).items():
+            specs[name] = VoiceSpec(
+                entry.voice, entry.voice_text, entry.voice_language,
+                self.speed if entry.speed is None else entry.speed,
+                self.remove_silence if entry.remove_silence is None else entry.remove_silence,
             )
-        return value
-
-    @field_validator("text", "voice_text", "voice")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise PydanticCustomError("blank", "must not be blank (only whitespace)")
-        return value
-
-    @field_validator("voice_language")
-    @classmethod
-    def _a_whisper_language(cls, value: str | None) -> str | None:
-        if value is not None and value.lower() not in WHISPER_LANGUAGES and value.lower() not in WHISPER_LANGUAGE_NAMES:
-            raise PydanticCustomError("language", "'{value}' is not a language Whisper knows; use a code such as en, "
-                                                  "de, zh or a name such as english", {"value": value})
-        return value.lower() if value is not None else None
+        return specs
 
     @property
     def job_id(self) -> str:
@@ -252,11 +316,17 @@ def check_manifest(body: bytes, default_id: str) -> CheckedManifest:
         said = {p.field for p in problems}
         problems += [p for p in schema_problems(exc) if p.field not in said]
     if isinstance(data.get("text"), str) and not any(p.field == "text" for p in problems):
-        try:  # before any voice is fetched: zero-width characters alone make seconds of noise
-            check_speakable(data["text"])
-        except TextUnusable as exc:
+        table_ok = not any(p.field.split(".")[0] == "voices" for p in problems)  # else which tags it means is unknown
+        try:  # before any voice is fetched: a bad tag or break, or zero-width characters alone (seconds of noise)
+            parse_script(data["text"], _voice_names(data.get("voices")) if table_ok else None)
+        except (InvalidManifest, TextUnusable) as exc:
             problems.append(Problem.of(exc, "text"))
     return CheckedManifest(None if problems else manifest, problems, data)
+
+
+def _voice_names(voices: Any) -> list[str] | None:
+    """The names of a valid voices table; None where there is none (then tags are text, and only breaks are read)."""
+    return list(voices) if isinstance(voices, dict) else None
 
 
 def _field_name_problems(data: dict[str, Any]) -> list[Problem]:
@@ -314,7 +384,7 @@ def schema_problems(exc: ValidationError) -> list[Problem]:
     """One problem per schema violation, naming the field, in words a user can act on."""
     problems = []
     for err in exc.errors(include_url=False):
-        where = ".".join(printable(str(p), 100) for p in err["loc"])
+        where = ".".join(printable(str(p), 100) for p in err["loc"] if p != "[key]")  # a dict key's own error
         if err["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see `f5-batch schema`)"
         else:
@@ -328,6 +398,8 @@ def manifest_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://f5-batch.dev/schema/manifest-v1.json"
     schema["additionalProperties"] = False
+    schema["properties"]["voices"]["anyOf"][0]["propertyNames"] = {"pattern": VOICE_NAME_PATTERN,
+                                                                     "not": {"const": MAIN}}
     return schema
 
 

@@ -1,10 +1,11 @@
 """Where `f5-batch submit` hands manifests over, with the voices next to them, and the steps it takes.
 
 Three targets: an inbox folder (files copied in atomically), an S3 inbox (objects
-uploaded), and a queue (the manifest is the message; with `--inbox s3://…` its voice
-is uploaded to the key in the inbox bucket where the queue's worker looks for it).
-A voice always goes before its manifest, so a worker never sees a job whose voice
-is still on its way. Every S3 and SQS call is retried as the worker's are.
+uploaded), and a queue (the manifest is the message; with `--inbox s3://…` its voices
+are uploaded to the keys in the inbox bucket where the queue's worker looks for them).
+Every voice of a manifest (its `voice` and its voices table's) goes before the
+manifest, so a worker never sees a job whose voice is still on its way. Every S3
+and SQS call is retried as the worker's are.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from processor.errors import (
     VoiceUnreadable,
 )
 from processor.failures import command_call
-from processor.manifest import MAX_MANIFEST_BYTES, Manifest
+from processor.manifest import MAX_MANIFEST_BYTES, Manifest, VoiceSpec
 from processor.retries import http_status
 from processor.settings import Settings
 from processor.storage.entries import entry_kind
@@ -54,22 +55,26 @@ class Submission:
         assert checked.manifest is not None and checked.checked.data is not None
         return cls(checked.file, checked.manifest, checked.body, checked.checked.data)
 
-    def beside(self) -> Path | None:
-        """Where the voice would be next to the manifest; None for a URL."""
-        return None if "://" in self.manifest.voice else voice_path(self.file.parent, self.manifest.voice)
+    def voices(self) -> list[VoiceSpec]:
+        """The manifest's voices: its own, then its voices table's."""
+        return list(self.manifest.voice_specs().values())
 
-    def sidecar(self) -> Path | None:
-        """The transcript next to the clip (`a.wav` → `a.txt`), when the manifest has none of its own: it goes with
+    def beside(self, ref: str) -> Path | None:
+        """Where the voice `ref` would be next to the manifest; None for a URL."""
+        return None if "://" in ref else voice_path(self.file.parent, ref)
+
+    def sidecar(self, voice: VoiceSpec) -> Path | None:
+        """The transcript next to the clip (`a.wav` → `a.txt`), when the voice has none of its own: it goes with
         the clip, as the worker reads it from beside the clip."""
-        beside = self.beside()
-        if self.manifest.voice_text is not None or beside is None:
+        beside = self.beside(voice.voice)
+        if voice.voice_text is not None or beside is None:
             return None
         path = beside.with_suffix(SIDECAR_SUFFIX)
         return path if path.is_file() else None
 
-    def clip(self, max_bytes: int) -> Path | None:
-        """The voice clip next to the manifest, if there is one; refused if the worker would refuse it."""
-        ref, path = self.manifest.voice, self.beside()
+    def clip(self, ref: str, max_bytes: int) -> Path | None:
+        """The voice clip `ref` next to the manifest, if there is one; refused if the worker would refuse it."""
+        path = self.beside(ref)
         if path is None:
             return None
         try:
@@ -91,7 +96,18 @@ class Step:
 
     plan: str  # what it would do, for --dry-run
     run: Callable[[], str | None]  # does it; the line to print, if any
-    voice: str = ""  # the voice's destination: one clip shared by many manifests goes once
+    voice: str = ""  # the voice's destination: one clip shared by many manifests (or voices) goes once
+
+
+def unique(steps: list[Step]) -> list[Step]:
+    """Each voice's step once: two voices of one manifest may share a clip (or a sidecar)."""
+    seen: set[str] = set()
+    kept = []
+    for step in steps:
+        if not step.voice or step.voice not in seen:
+            kept.append(step)
+            seen.add(step.voice)
+    return kept
 
 
 class Target(Protocol):
@@ -115,10 +131,16 @@ class FolderTarget:
         if target.exists():
             raise AlreadySubmitted(f"{target} is already waiting in the inbox", "wait for it, or submit it under "
                                                                                "another file name")
-        ref, clip = sub.manifest.voice, sub.clip(self.max_voice_bytes)
+        steps = [step for voice in sub.voices() for step in self._voice_steps(sub, voice)]
+        steps.append(Step(f"copy {sub.file} ({len(sub.body)} bytes) -> {target}",
+                          lambda: f"submitted {sub.manifest.job_id} -> {_copy(sub.file, target)}"))
+        return unique(steps)
+
+    def _voice_steps(self, sub: Submission, voice: VoiceSpec) -> list[Step]:
+        ref, clip = voice.voice, sub.clip(voice.voice, self.max_voice_bytes)
         dest = voice_path(self.inbox, ref)
         steps = []
-        if (sidecar := sub.sidecar()) is not None:
+        if (sidecar := sub.sidecar(voice)) is not None:
             to = voice_path(self.inbox, sidecar_of(ref))
             steps.append(Step(f"copy {sidecar} ({sidecar.stat().st_size} bytes) -> {to}",
                               lambda: f"copied {sidecar} -> {_copy(sidecar, to)}", voice=str(to)))
@@ -126,10 +148,8 @@ class FolderTarget:
             steps.append(Step(f"copy {clip} ({clip.stat().st_size} bytes) -> {dest}",
                               lambda: f"copied {clip} -> {_copy(clip, dest, skip_same_size=True)}", voice=str(dest)))
         elif not dest.is_file():
-            raise VoiceNotFound(f"voice {ref!r} is neither next to the manifest ({sub.beside()}) "
+            raise VoiceNotFound(f"voice {ref!r} is neither next to the manifest ({sub.beside(ref)}) "
                                 f"nor in the inbox ({dest}); put the clip next to the manifest")
-        steps.append(Step(f"copy {sub.file} ({len(sub.body)} bytes) -> {target}",
-                          lambda: f"submitted {sub.manifest.job_id} -> {_copy(sub.file, target)}"))
         return steps
 
 
@@ -154,12 +174,15 @@ class S3VoiceUploads:
     max_voice_bytes: int
 
     def steps(self, sub: Submission) -> list[Step]:
-        ref = sub.manifest.voice
+        return unique([step for voice in sub.voices() for step in self._voice_steps(sub, voice)])
+
+    def _voice_steps(self, sub: Submission, voice: VoiceSpec) -> list[Step]:
+        ref = voice.voice
         bucket, key = voice_object(ref, self.inbox.bucket, None)
-        where, clip = f"s3://{bucket}/{key}", sub.clip(self.max_voice_bytes)
+        where, clip = f"s3://{bucket}/{key}", sub.clip(ref, self.max_voice_bytes)
         if clip is not None:
             steps = []
-            if (sidecar := sub.sidecar()) is not None:
+            if (sidecar := sub.sidecar(voice)) is not None:
                 _, text_key = voice_object(sidecar_of(ref), self.inbox.bucket, None)
                 steps.append(Step(f"upload {sidecar} ({sidecar.stat().st_size} bytes) -> s3://{bucket}/{text_key}",
                                   lambda: self._upload(sidecar, bucket, text_key), voice=f"s3://{bucket}/{text_key}"))
@@ -167,7 +190,7 @@ class S3VoiceUploads:
                                  lambda: self._upload(clip, bucket, key), voice=where)]
         if ref.startswith("s3://"):
             return []  # a clip elsewhere, on the allow-list: the worker reads it there
-        return [Step(f"check that {where} exists", lambda: self._look_for(sub, bucket, key), voice=where)]
+        return [Step(f"check that {where} exists", lambda: self._look_for(sub, ref, bucket, key), voice=where)]
 
     def _upload(self, clip: Path, bucket: str, key: str) -> str:
         s3 = self.clients.s3
@@ -176,7 +199,7 @@ class S3VoiceUploads:
                      lambda: s3.put_object(Bucket=bucket, Key=key, Body=body))
         return f"uploaded {clip} -> s3://{bucket}/{key}"
 
-    def _look_for(self, sub: Submission, bucket: str, key: str) -> None:
+    def _look_for(self, sub: Submission, ref: str, bucket: str, key: str) -> None:
         s3 = self.clients.s3
         try:
             command_call(self.clients.retry, "s3 head voice", s3, f"the inbox bucket {bucket}",
@@ -185,7 +208,7 @@ class S3VoiceUploads:
             status = http_status(exc.__cause__) if exc.__cause__ else 0
             if status == 404:
                 raise VoiceNotFound(
-                    f"voice {sub.manifest.voice!r} is neither next to the manifest ({sub.beside()}) nor in "
+                    f"voice {ref!r} is neither next to the manifest ({sub.beside(ref)}) nor in "
                     f"s3://{bucket}/{key}; put the clip next to the manifest to upload it") from exc
             if status != 403:  # a producer may write without reading: then the worker is the one to tell
                 raise
@@ -226,15 +249,20 @@ class QueueTarget:
                     lambda: f"submitted {sub.manifest.job_id} -> message {self._send(body)}")
         if self.voice_store is not None:
             return [*self.voice_store.steps(sub), send]
-        clip = sub.beside()
+        for voice in sub.voices():
+            self._refuse_a_clip_beside(sub, voice.voice)
+        return [send]
+
+    @staticmethod
+    def _refuse_a_clip_beside(sub: Submission, ref: str) -> None:
+        clip = sub.beside(ref)
         if clip is not None and os.path.lexists(clip):
-            key = voice_object(sub.manifest.voice, "BUCKET", None)[1]
+            key = voice_object(ref, "BUCKET", None)[1]
             raise VoiceNotUploaded(
-                f"voice {sub.manifest.voice!r} is a file next to the manifest ({clip}), and without an S3 inbox "
+                f"voice {ref!r} is a file next to the manifest ({clip}), and without an S3 inbox "
                 "nothing uploads it",
                 f"add --inbox s3://BUCKET/PREFIX/ (the worker's inbox) to upload it, or upload it first: "
                 f"aws s3 cp {clip} s3://BUCKET/{key}")
-        return [send]
 
     def _send(self, body: bytes) -> str:
         sqs = self.clients.sqs

@@ -18,8 +18,8 @@ EXIT_OK, EXIT_REFUSED = 0, 1
 HELP = "validate manifests and hand them (and the voices next to them) to an inbox or a queue"
 DESCRIPTION = """\
 Validate manifests with every rule the worker applies (see `f5-batch validate`), then
-hand them over with the voice clips that sit next to them (the manifest's "voice",
-relative to the manifest's folder):
+hand them over with the voice clips that sit next to them (the manifest's "voice"
+and each of its "voices", relative to the manifest's folder):
 
   --inbox DIR           the manifest and its voice are copied into the folder
   --inbox s3://B/P/     the voice goes to its key in bucket B, the manifest under P

@@ -34,11 +34,12 @@ _CLAUSE_ENDS = frozenset({"Po", "Pd", "Pe", "Pf"})
 CLAUSES, WORDS, CLUSTERS, CODE_POINTS = range(4)
 
 
-def check_speakable(text: str) -> None:
-    """Refuse a text with nothing to speak (TextUnusable): the model would make seconds of noise out of it."""
+def check_speakable(text: str, what: str = "text") -> None:
+    """Refuse a text with nothing to speak (TextUnusable): the model would make seconds of noise out of it. `what`
+    names the text in the message."""
     if not any(map(_sounds, text)):
         first = next((char for char in text if not char.isspace()), text[0])
-        raise TextUnusable(f"text has nothing to speak: it holds only invisible characters (zero-width, format "
+        raise TextUnusable(f"{what} has nothing to speak: it holds only invisible characters (zero-width, format "
                            f"or combining marks, such as U+{ord(first):04X}); send text with words in it")
 
 

@@ -13,12 +13,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from processor.errors import F5BatchError, ManifestUnreadable
-from processor.manifest import CheckedManifest, Manifest, Problem, check_manifest
+from processor.manifest import CheckedManifest, Manifest, Problem, check_manifest, printable
 from processor.settings import Settings
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -85,13 +86,24 @@ def check_file(file: Path, voices: VoiceRule) -> CheckedFile:
         return CheckedFile(file, b"", CheckedManifest(None, []), [Problem.of(exc)])
     checked = check_manifest(body, file.stem)
     problems = list(checked.problems)
-    voice = (checked.data or {}).get("voice")
-    if isinstance(voice, str) and not any(p.field == "voice" for p in problems):
-        try:
-            voices(voice)
-        except F5BatchError as exc:
-            problems.append(Problem.of(exc, "voice"))
+    said = {p.field for p in problems}
+    for field, ref in voice_refs(checked.data or {}):
+        if field not in said:
+            try:
+                voices(ref)
+            except F5BatchError as exc:
+                problems.append(Problem.of(exc, field))
     return CheckedFile(file, body, checked, problems)
+
+
+def voice_refs(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every voice path of a manifest's JSON object, with its field: `voice`, then `voices.NAME.voice`."""
+    if isinstance(voice := data.get("voice"), str):
+        yield "voice", voice
+    table = data.get("voices")
+    for name, entry in table.items() if isinstance(table, dict) else ():
+        if isinstance(entry, dict) and isinstance(voice := entry.get("voice"), str):
+            yield f"voices.{printable(name, 100)}.voice", voice
 
 
 def read_file(file: Path) -> bytes:
@@ -122,8 +134,9 @@ HELP = "check manifests without running them: every rule submit and the worker a
 DESCRIPTION = """\
 Check manifests without running them. Every rule the worker and `submit` apply is
 checked: the file (a regular file of at most 256 KiB), JSON, the schema, the id
-(the file name when there is no "id"), the text, and the voice path (no `..`, no
-absolute path; with --inbox, exactly the rules of that inbox). Every problem of a
+(the file name when there is no "id"), the text (its voice tags and breaks too), and
+every voice path, the voices table's too (no `..`, no absolute path; with --inbox,
+exactly the rules of that inbox). Every problem of a
 manifest is reported, one line each: FILE: CODE: FIELD: MESSAGE (--json: FIELD
 apart)."""
 EPILOG = """\

@@ -24,7 +24,8 @@ from processor.manifest import MAX_MANIFEST_BYTES  # noqa: E402  (needs the sys.
 SCHEMA = REPO / "manifests" / "schema.json"
 EXAMPLE = REPO / "manifests" / "examples" / "chapter-flac.json"
 OUTPUT = REPO / "docs" / "manifest.md"
-TYPE_NAMES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "null": "null"}
+TYPE_NAMES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "null": "null",
+              "object": "object"}
 
 
 def variants(prop: dict[str, Any]) -> list[dict[str, Any]]:
@@ -53,6 +54,10 @@ def limits_of(prop: dict[str, Any]) -> str:
             parts.append(f"{option.get('minLength', 0)} to {option['maxLength']:,} characters")
         if "pattern" in option:
             parts.append(f"`{option['pattern']}`")
+        if "maxProperties" in option:
+            names = option["propertyNames"]
+            parts.append(f"at most {option['maxProperties']}; names `{names['pattern']}`, not "
+                         f"`{names['not']['const']}`")
     return "; ".join(parts) or "–"
 
 
@@ -71,6 +76,47 @@ def field_rows(schema: dict[str, Any]) -> list[str]:
         cells = [f"`{name}`", type_of(prop), default_of(name, prop, required), limits_of(prop), meaning]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+# Hand-written: what the text means, which no schema says.
+SCRIPTS = [
+    "## Voices and pauses",
+    "",
+    "A manifest with a `voices` table speaks its text in several voices, as F5-TTS's `infer_cli` does with",
+    "its `story.toml`: `[name]` in the text switches to that voice until the next tag, `[main]` switches back",
+    "to the manifest's own `voice`, and the text before the first tag is `main`'s. Tags are `[` + letters,",
+    "digits or `_` + `]`, read with infer_cli's own expressions (`(?=\\[\\w+\\])` to split, `\\[(\\w+)\\]`",
+    "to pick the voice); each piece is stripped of surrounding whitespace. Unlike infer_cli, a tag the table",
+    "does not name fails the job with `invalid_manifest`, naming the voices there are, instead of speaking in",
+    "`main`. **Without a `voices` table, tags are not read**: `[1]` or `[sic]` in the text is spoken as it",
+    "always was.",
+    "",
+    "Each voice is a clip with the same rules as `voice`: its transcript is its `voice_text`, else the sidecar",
+    "next to its clip, else ASR; its `speed` and `remove_silence` default to the manifest's.",
+    "",
+    "A pause is SSML's `<break time=\"500ms\"/>` or `<break time=\"1.5s\"/>` (either quote; spaces around `=`",
+    "and before `/>` are fine); a bare `<break/>` is 0.5 s, and `time=\"0s\"` splits without a silence. A",
+    "break is at most 10 s, and all of a manifest's breaks at most 600 s; breaks side by side add up. It",
+    "splits the text there, and the voice carries on after it. Breaks are read with or without a voices",
+    "table. Any other text starting `<break` and a space, `/` or `>` is a malformed break (`invalid_manifest`);",
+    "other tag-like text (`<breakfast>`, `<b>`, `<Break/>`) is spoken as text.",
+    "",
+    "```json",
+    "{",
+    '  "text": "The road was long. [town] Are you lost? <break time=\\"1s\\"/> [country] Not at all. [main] '
+    'And on they went.",',
+    '  "voice": "voices/narrator.wav",',
+    '  "voices": {',
+    '    "town": {"voice": "voices/town.flac", "voice_text": "Some call me nature."},',
+    '    "country": {"voice": "voices/country.flac", "speed": 0.9}',
+    "  }",
+    "}",
+    "```",
+    "",
+    "That is `main`, `town`, a one-second pause, `country` (its transcript from `voices/country.txt` or",
+    "ASR), then `main` again.",
+    "",
+]
 
 
 def render(schema: dict[str, Any], example: str) -> str:
@@ -93,6 +139,11 @@ def render(schema: dict[str, Any], example: str) -> str:
         "",
         *field_rows(schema),
         "",
+        "### A voice of the voices table",
+        "",
+        *field_rows(schema["$defs"]["VoiceEntry"]),
+        "",
+        *SCRIPTS,
         "## Beyond the schema",
         "",
         "Types are strict (`\"32\"` is not a number, `1` is not `true`). The worker also checks what the schema",
@@ -103,8 +154,11 @@ def render(schema: dict[str, Any], example: str) -> str:
         f"{MAX_MANIFEST_BYTES // 1024} KiB; any schema violation above.",
         "- `invalid_json`: not JSON, not UTF-8, NaN or infinite numbers, huge numbers, deep nesting.",
         "- `voice_text_required`: no transcript of the voice clip.",
+        "- `invalid_manifest` too: an unknown voice tag, a malformed break, a break over 10 s, breaks adding up",
+        "  to over 600 s (see [Voices and pauses](#voices-and-pauses)).",
         "- `text_unusable`: `text` holds nothing to speak, only invisible characters (zero-width spaces and",
-        "  joiners, U+2060, U+FEFF, variation selectors, combining marks with nothing to combine with).",
+        "  joiners, U+2060, U+FEFF, variation selectors, combining marks with nothing to combine with), or",
+        "  only breaks and voice tags; or one voice's piece of it holds only invisible characters.",
         "- `voice_not_allowed`: a `voice` outside where voices may come from. With a local inbox it is a",
         "  path relative to the inbox folder (no `..`, no absolute path, no URL), and its real path, symbolic",
         "  links followed, is inside the inbox folder too; with an S3 inbox, a key in the inbox bucket or",

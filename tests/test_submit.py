@@ -147,6 +147,40 @@ def test_a_bad_path_is_one_line_per_file(tmp_path: Path) -> None:
     ]
 
 
+def test_every_voice_of_a_voices_table_goes_before_its_manifest_and_a_shared_clip_goes_once(tmp_path: Path) -> None:
+    voices = tmp_path / "jobs" / "voices"
+    voices.mkdir(parents=True)
+    for name in ("narrator.wav", "narrator.txt"):
+        (voices / name).write_bytes((EXAMPLES / "voices" / name).read_bytes())
+    (voices / "town.wav").write_bytes((EXAMPLES / "voices" / "narrator.wav").read_bytes())
+    (voices / "town.txt").write_text("The town mouse.")
+    table = {"town": {"voice": "voices/town.wav", "speed": 0.8}, "again": {"voice": "voices/narrator.wav"}}
+    job = write_manifest(tmp_path / "jobs", "story", manifest("Hi. [town] Hello. [again] Bye.", voice_text=None,
+                                                              voices=table))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    out = f5_batch({}, "submit", str(job), "--inbox", str(inbox))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"copied {voices / 'narrator.txt'} -> {inbox / 'voices' / 'narrator.txt'}",
+        f"copied {voices / 'narrator.wav'} -> {inbox / 'voices' / 'narrator.wav'}",
+        f"copied {voices / 'town.txt'} -> {inbox / 'voices' / 'town.txt'}",
+        f"copied {voices / 'town.wav'} -> {inbox / 'voices' / 'town.wav'}",
+        f"submitted story -> {inbox / 'story.json'}",
+    ]
+    dry = f5_batch({}, "submit", str(job), "--inbox", "s3://my-inbox/inbox/", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert [line.split(" -> ")[-1] for line in dry.stdout.splitlines()] == [
+        "s3://my-inbox/voices/narrator.txt", "s3://my-inbox/voices/narrator.wav", "s3://my-inbox/voices/town.txt",
+        "s3://my-inbox/voices/town.wav", "s3://my-inbox/inbox/story.json"]
+    (voices / "town.wav").unlink()
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/tts-jobs"
+    missing = one_line(f5_batch({}, "submit", str(job), "--inbox", str(tmp_path / "other")), code=1)
+    assert "voice_not_found: voice 'voices/town.wav' is neither next to the manifest" in missing
+    unsent = one_line(f5_batch({}, "submit", str(job), "--queue", queue, "--dry-run"), code=1)
+    assert "voice_not_uploaded: voice 'voices/narrator.wav' is a file next to the manifest" in unsent
+
+
 REMOTE = "{a manifest whose voice is in S3}"
 
 
@@ -214,6 +248,20 @@ def test_validate_reports_every_problem_of_a_manifest_with_its_code(tmp_path: Pa
         f"{bad}: voice_not_allowed: voice '../v.wav' must be a relative path inside the inbox folder (no '..', no "
         "absolute paths)",
         f"{good}: ok (id good, seed {seed_from_id('good')})",
+    ]
+
+
+def test_validate_checks_every_voice_and_the_script(tmp_path: Path) -> None:
+    story = write_manifest(tmp_path, "story", manifest("Hi [town] <break time=\"20s\"/> [cuntry] there", voices={
+        "town": {"voice": "../town.wav"}, "country": {"voice": "s3://other-bucket/c.wav"}}))
+    out = f5_batch({}, "validate", "--inbox", "s3://my-inbox/inbox/", str(story))
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.splitlines() == [
+        f"{story}: invalid_manifest: text: break '<break time=\"20s\"/>' at position 10 (counting characters from 0) "
+        "is longer than 10 s, the most one break may be",
+        f"{story}: voice_not_allowed: voices.town.voice: voice '../town.wav' is not a valid object key",
+        f"{story}: voice_not_allowed: voices.country.voice: voice 's3://other-bucket/c.wav' is in bucket "
+        "'other-bucket', which is not in the allow-list (F5B_VOICE_BUCKETS)",
     ]
 
 

@@ -43,6 +43,7 @@ def raw(text: str) -> bytes:
 
 
 VT = json.dumps(VOICE_TEXT)
+TOWN = {"voice": "voices/narrator.wav", "voice_text": VOICE_TEXT}  # a second voice in the voices table
 ABSOLUTE_ID_TARGET = "abs-escape"  # the id case's absolute path points here, inside the batch root
 
 # name -> (manifest body, expected code, fragment the message must contain)
@@ -127,6 +128,20 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "long-voice-with-its-whole-transcript": (voice("voices/three-times.wav", voice_text=" ".join([VOICE_TEXT] * 3)),
                                              "voice_clipped", "the model keeps"),
     "nul-in-voice-path": (voice("voices/narrator.wav\u0000.txt"), "invalid_manifest", "voice: contains"),
+    # voice tags, breaks and the voices table
+    "unknown-voice-tag": (m(text="Hi [twon] there.", voices={"town": TOWN}), "invalid_manifest",
+                          "text: unknown voice tag [twon] at position 3 (counting characters from 0); the voices are "
+                          "main, town"),
+    "malformed-break": (m(text='Hi <break time="2 s"/> there.'), "invalid_manifest", "text: malformed break"),
+    "break-over-ten-seconds": (m(text='Hi <break time="10001ms"/> there.'), "invalid_manifest", "longer than 10 s"),
+    "voices-key-main": (m(voices={"main": TOWN}), "invalid_manifest", "voices.main: 'main' is the manifest's own"),
+    "bad-voice-name": (m(voices={"the-town": TOWN}), "invalid_manifest", "voices.the-town: a voice's name is"),
+    "unknown-field-in-a-voice": (m(voices={"town": {**TOWN, "sped": 0.8}}), "invalid_manifest",
+                                 "voices.town.sped: unknown field"),
+    "too-many-voices": (m(voices={f"v{i}": TOWN for i in range(17)}), "invalid_manifest",
+                        "voices: Dictionary should have at most 16 items"),
+    "voices-entry-leaves-the-inbox": (m(text="Hi [town] there.", voices={"town": {"voice": "../outside.wav"}}),
+                                      "voice_not_allowed", "no '..'"),
     # ids that would name a folder outside the outbox
     "id-dotdot": (m(id="../escape"), "invalid_manifest", "id:"),
     "id-dotdot-only": (m(id=".."), "invalid_manifest", "id:"),
@@ -163,6 +178,10 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "over-five-minutes-mp3": (voice("voices/long.mp3"), "voice_too_long", "longer than 300 s"),
     "over-size-voice": (voice("voices/big.wav"), "voice_too_large", "limit"),
 }
+
+#: cases the worker meets only once a job prepares every voice of its table (issue 14's synthesis side): until then
+#: it speaks the main voice alone, and these succeed
+AWAITING_EVERY_VOICE = {"voices-entry-leaves-the-inbox"}
 
 GOOD: dict[str, dict[str, Any]] = {
     "good-plain": m(),
