@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from processor.health import health_file
 from processor.logs import logger
 from processor.metrics import Metrics, cuda_memory
+from processor.models import Models, adopting, default_load
 from processor.schemes import open_storage
 from processor.settings import Settings
 from processor.storage.local import worker_identity
@@ -60,16 +61,22 @@ def build_worker(settings: Settings, synthesizer: Synthesizer | None = None) -> 
     storage = open_storage(settings, workdir)
     synthesizer = synthesizer or load_synthesizer(settings)
     depth = storage.inbox.depth if isinstance(storage.inbox, SqsInbox) else None
+    device = synthesizer.device
+    metrics = Metrics(queue_depth=depth, accelerator_memory=cuda_memory(device), model=synthesizer.model_name,
+                      device=device)
+    volume = Volume(settings.volume)
+    models = Models(settings, volume, load=adopting(settings.model, synthesizer, default_load(settings)),
+                    metrics=metrics)
+    models.get(settings.model)  # the start-up model: the first load the metrics count
     return Worker(
         inbox=storage.inbox,
         outbox=storage.outbox,
         voices=storage.voices,
         markers=storage.markers,
-        synthesizer=synthesizer,
+        models=models,
         workdir=workdir,
         settings=settings,
-        metrics=Metrics(queue_depth=depth, accelerator_memory=cuda_memory(synthesizer.device),
-                        model=synthesizer.model_name, device=synthesizer.device),
+        metrics=metrics,
         health_path=health_file(settings.processing_dir, workdir.identity),
-        transcriber=load_transcriber(Volume(settings.volume), settings.asr_model, synthesizer.device),
+        transcriber=load_transcriber(volume, settings.asr_model, device),
     )

@@ -24,9 +24,9 @@ from processor.leases import HeldLease
 from processor.listening import Listening
 from processor.logs import JobLog
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
+from processor.models import Models
 from processor.outcomes import Attempts, Deferred, Failed, Outcome, Skipped, Succeeded
 from processor.outputs import Audio, Outputs
-from processor.models import Models
 from processor.rendering import Work, join_script, work_for
 from processor.results import CheckReport, Timings
 from processor.storage.markers import Busy, Markers
@@ -181,8 +181,9 @@ class Job:
         specs = self.manifest.voice_specs()
         for name, voice in voices.items():
             said = "voice ready" if name == "main" else f"voice {name} ready"
-            self.log.event("fetched", said, voice=specs[name].voice, name=name, voice_s=round(voice.duration_s, 3),
-                           voice_text_source=voice.text_source, seconds=round(self.timings.fetch, 3))
+            self.log.event("fetched", said, voice=specs[name].voice, voice_name=name,
+                           voice_s=round(voice.duration_s, 3), voice_text_source=voice.text_source,
+                           seconds=round(self.timings.fetch, 3))
         check_deadline(self.deadline)
 
     @contextmanager

@@ -155,6 +155,18 @@ class Models:
             self._metrics.model_unloaded(name, len(loaded))
 
 
+def adopting(name: str, first: Synthesizer, load: Load) -> Load:
+    """`load`, except that model `name` is `first` (loaded already, at start-up) the first time it is asked for."""
+    held = [first]
+
+    def get(wanted: str) -> Synthesizer:
+        if held and wanted == name:
+            return held.pop()  # not kept here: an unloaded model must leave no reference behind
+        return load(wanted)
+
+    return get
+
+
 def default_load(settings: Settings) -> Load:
     """`processor.app.open_synthesizer` for `settings`: the worker's own loading, model by model."""
 

@@ -135,7 +135,6 @@ class Outcome:
         )
 
 
-@dataclass(frozen=True)
 def voices_used(job: Job) -> dict[str, VoiceUsed]:
     """The voices table's voices a job's script spoke in, with the transcripts they were given."""
     if job.manifest is None or not job.voices:
@@ -146,6 +145,7 @@ def voices_used(job: Job) -> dict[str, VoiceUsed]:
             for name, voice in job.voices.items() if name != "main"}
 
 
+@dataclass(frozen=True)
 class Skipped(Outcome):
     why: str = "a result for this id exists already; not running it again"
     stage: str = "skipped"

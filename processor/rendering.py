@@ -58,11 +58,14 @@ def spoken(manifest: Manifest) -> list[Spoken]:
 def work_for(manifest: Manifest, voices: Mapping[str, VoicePrompt], model: str, time_limit_s: float | None) -> Work:
     """One request per spoken piece, in script order."""
     specs = manifest.voice_specs()
+    pieces = spoken(manifest)
+    # A text that is one piece is given as it is: chunking counts its leading and trailing spaces, as before.
+    whole = manifest.voices is None and len(manifest.script) == 1
     requests = []
-    for index, piece in enumerate(spoken(manifest)):
+    for index, piece in enumerate(pieces):
         base = SynthesisRequest.for_manifest(manifest, voices[piece.voice], time_limit_s=time_limit_s)
-        requests.append(replace(base, text=piece.text, seed=piece_seed(manifest.effective_seed, index),
-                                speed=specs[piece.voice].speed))
+        requests.append(replace(base, text=manifest.text if whole else piece.text, speed=specs[piece.voice].speed,
+                                seed=piece_seed(manifest.effective_seed, index)))
     return Work(model, tuple(requests), tuple(range(len(requests))))
 
 

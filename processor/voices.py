@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 from processor.audio import Reference, VoicePrompt, prepare_reference
 from processor.errors import VoiceUnreadable

@@ -16,15 +16,16 @@ from processor.leases import HeldLease
 from processor.listening import Listening
 from processor.logs import logger
 from processor.metrics import Metrics
+from processor.models import Models
 from processor.outcomes import Attempts, Origin, Outcome, Released, Tally
 from processor.outputs import Outputs
 from processor.pipeline import Pipeline, Prefetch, Stages
+from processor.rendering import Work
 from processor.settings import Settings
 from processor.shutdown import Shutdown
 from processor.storage import Inbox, Lease, Outbox, VoiceSource
 from processor.storage.markers import Markers
 from processor.storage.workdir import WorkDir
-from processor.rendering import Work
 from processor.synthesis import Speech, Synthesizer
 from processor.transcription import Transcriber
 from processor.voices import PreparedVoices, Voices
@@ -42,7 +43,7 @@ class Worker:
     outbox: Outbox
     voices: VoiceSource
     markers: Markers
-    synthesizer: Synthesizer
+    models: Models  # loaded on first use; the default (F5B_MODEL) is loaded at start-up
     workdir: WorkDir
     settings: Settings
     heartbeat_s: float = field(default=0.0)  # 0: the settings' (a third of the lease)
@@ -69,11 +70,13 @@ class Worker:
                         synthesize=self._synthesize, end=partial(self._end, ctx, shutdown),
                         put_back=partial(self._put_back, ctx, shutdown), model_of=lambda work: work.model,
                         loaded=lambda model: self.models.is_loaded(str(model)))
-        prefetch = Prefetch(max(1, self.synthesizer.max_batch), settings.prefetch, settings.lease_s)
+        default = self.models.get(self.models.default)
+        prefetch = Prefetch(max(1, default.max_batch), settings.prefetch, settings.lease_s)
         pipeline = Pipeline(stages, shutdown, prefetch, settings.exit_when_idle_s)
         try:
             with self._reporting(pipeline) as reporting:
-                self._ready(reporting.metrics_url)
+                self._ready(reporting.metrics_url, default)
+                del default  # held here, it could not be unloaded for another model
                 pipeline.run()
         finally:
             shutdown.cancel()
@@ -90,11 +93,11 @@ class Worker:
                        attempts=Attempts.from_settings(self.settings),
                        min_free_bytes=self.settings.processing_min_free_bytes)
 
-    def _ready(self, metrics_url: str | None) -> None:
+    def _ready(self, metrics_url: str | None, default: Synthesizer) -> None:
         """One line saying what the worker waits on, once it can take work: where an operator looks first."""
         settings = self.settings
         source = f"queue {settings.queue} (inbox {settings.inbox})" if settings.queue else f"inbox {settings.inbox}"
-        model, device = self.synthesizer.model_name, self.synthesizer.device
+        model, device = default.model_name, default.device
         metrics = f"metrics at {metrics_url}" if metrics_url else "no metrics port"
         asr = self.transcriber.model_name if self.transcriber else None
         logger.info(f"ready: taking jobs from {source}, results to outbox {settings.outbox}; model {model} on "
@@ -134,7 +137,10 @@ class Worker:
     def _synthesize(self, works: list[Work]) -> list[list[Speech] | F5BatchError]:
         """One call to the synthesizer for all ready jobs, of one model (the pipeline never mixes them); a job
         whose request fails fails alone."""
-        synthesizer = self.models.get(works[0].model)  # if it raises, the pipeline hands each job the error
+        try:
+            synthesizer = self.models.get(works[0].model)
+        except Exception as exc:  # the pipeline hands each job the error (a model error on the volume: no code)
+            raise F5BatchError(f"model {works[0].model} could not be loaded: {exc}") from exc
         requests = [request for work in works for request in work.requests]
         logger.info(f"synthesizing {len(works)} job(s)", extra={"stage": "synthesizing", "batch": len(works),
                                                                 "requests": len(requests), "model": works[0].model})
@@ -167,7 +173,7 @@ class Worker:
         What is counted is how the lease really ended: a job whose result could not be written is not a success.
         """
         outcome.announce()
-        origin = Origin(model=outcome.job.model or self.synthesizer.model_name, worker=self.identity)
+        origin = Origin(model=outcome.job.model or self.models.default, worker=self.identity)
         ended = outcome.settle(lease, ctx.outputs, origin, heed=partial(self._heed, shutdown))
         if ended.retried:
             self.metrics.retried()

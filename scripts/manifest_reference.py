@@ -116,6 +116,22 @@ SCRIPTS = [
     "That is `main`, `town`, a one-second pause, `country` (its transcript from `voices/country.txt` or",
     "ASR), then `main` again.",
     "",
+    "Each spoken piece is synthesized as a text of its own, in its voice, at its voice's speed: chunked at",
+    "sentence ends, its chunks batched with other jobs'. The first piece takes the manifest's `seed`; piece",
+    "*i* (from 0) takes the first four bytes of SHA-256(`\"<seed>:<i>\"`), so no two pieces share noise. The",
+    "pieces are joined with the manifest's `cross_fade` and, where a break stands between two, with that much",
+    "exact silence and no fade. The job's `log.jsonl` has a `segment` line for each piece (its voice, start",
+    "and length in seconds), and `result.json`'s `voices` the transcript each table voice was given.",
+    "",
+    "## Models",
+    "",
+    "`model` names a folder under the worker's volume's `models/`: a model `f5-batch seed --model NAME` put",
+    "there (`F5TTS_v1_Base`, `F5TTS_Base`), or a fine-tune `f5-batch seed --from DIR --name NAME --arch ARCH`",
+    "did (a checkpoint F5-TTS training wrote, with its `vocab.txt`). Without it the job uses the worker's",
+    "`F5B_MODEL`. A name the volume does not have fails the job with `model_not_found`, whose message lists",
+    "the models that are there. The worker loads a model on the first job that needs it and keeps it while it",
+    "fits (`F5B_MAX_MODELS` on CPU, `F5B_MODEL_MEMORY_BYTES` on a GPU); a batch holds jobs of one model only.",
+    "",
 ]
 
 

@@ -87,7 +87,7 @@ def test_f5_tts_s_own_story_speaks_each_piece_in_infer_cli_s_voice_in_order(run:
     assert all(abs(end - start) <= 0.15 + 1e-3 for end, start in zip(ends, starts[1:], strict=False)), \
         "each piece starts where the one before ends, less the cross-fade"
     assert abs(ends[-1] - result["duration_s"]) < 1e-3
-    fetched = {e["name"] for e in events(run["outbox"], "story", "fetched")}
+    fetched = {e["voice_name"] for e in events(run["outbox"], "story", "fetched")}
     assert fetched == {"main", "town", "country"}
 
 

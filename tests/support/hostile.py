@@ -179,10 +179,6 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "over-size-voice": (voice("voices/big.wav"), "voice_too_large", "limit"),
 }
 
-#: cases the worker meets only once a job prepares every voice of its table (issue 14's synthesis side): until then
-#: it speaks the main voice alone, and these succeed
-AWAITING_EVERY_VOICE = {"voices-entry-leaves-the-inbox"}
-
 GOOD: dict[str, dict[str, Any]] = {
     "good-plain": m(),
     "good-unicode": m(text="Café naïve, 你好, emoji 😀 and a\ttab.\nNew line; Ünïcödé stays valid."),
