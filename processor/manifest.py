@@ -23,7 +23,9 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a folder name under <volume>/models/, never a path
 MAX_TEXT_CHARS = 50_000
 MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a manifest a manifest
-AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg")
+AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "m4a")
+LOSSY_FORMATS = ("mp3", "ogg", "opus", "m4a")
+MIN_BITRATE_KBPS, MAX_BITRATE_KBPS = 16, 320
 
 MAX_REPORTED_PROBLEMS = 10
 # A voices table's names: what infer_cli's `\w+` matches, in ASCII. JSON Schema's `\w` is ASCII (ECMA-262) while
@@ -170,7 +172,24 @@ class Manifest(BaseModel):
         None, description="Model folder on the worker's volume (models/<name>/), e.g. F5TTS_v1_Base or a "
         "fine-tune seeded with `f5-batch seed --name`. Default: the worker's F5B_MODEL.",
     )
-    format: Literal["wav", "flac", "mp3", "ogg"] = Field("wav", description="Audio format of the output.")
+    format: Literal["wav", "flac", "mp3", "ogg", "opus", "m4a"] = Field(
+        "wav", description="Audio format of the output: wav (16-bit), flac, mp3, ogg (Vorbis), opus (Ogg Opus) or "
+        "m4a (AAC).")
+    bitrate: int | None = Field(
+        None, ge=MIN_BITRATE_KBPS, le=MAX_BITRATE_KBPS,
+        description="Bitrate of a lossy format (mp3, ogg, opus, m4a) in kbit/s. Default: the encoder's.")
+    sample_rate: int | None = Field(
+        None, ge=8000, le=48000, description="Sample rate of the output in Hz. Default: the model's (24000).")
+    loudness: float | Literal["ebu-r128", "podcast", "acx"] | None = Field(
+        None, description="Integrated loudness of the output in LUFS (-40 to -5, ITU-R BS.1770-4), or a preset: "
+        "ebu-r128 (-23), podcast (-16), acx (-19, true peak -3). Default: F5B_LOUDNESS, else the audio as made.",
+    )
+    true_peak_db: float | None = Field(
+        None, ge=-20.0, le=0.0, allow_inf_nan=False,
+        description="True-peak ceiling in dBTP with a loudness target (default -1; -3 for acx).")
+    subtitles: list[Literal["srt", "vtt"]] = Field(
+        default_factory=list, max_length=2,
+        description="Subtitle files to write beside the audio (audio.srt, audio.vtt), from its timed segments.")
     speed: Speed = Field(1.0, description="Speaking rate; 1.0 is the voice's own pace.")
     nfe_step: int = Field(32, ge=2, le=128, description="Sampling steps: more is slower and cleaner.")
     cfg_strength: float = Field(2.0, ge=0.0, le=10.0, description="Classifier-free guidance strength.")
