@@ -264,8 +264,8 @@ def normalize_voice_text(text: str) -> str:
     return text + " " if text.endswith(".") else text + ". "
 
 
-def remove_silence(wave: np.ndarray, sample_rate: int, workdir: Path) -> np.ndarray:
-    """Cut silences over 1 s (keeping 0.5 s), on the 16-bit file as F5-TTS does."""
+def remove_silence(wave: np.ndarray, sample_rate: int, workdir: Path) -> tuple[np.ndarray, Kept]:
+    """Cut silences over 1 s (keeping 0.5 s), on the 16-bit file as F5-TTS does; and which samples were kept."""
     from pydub import AudioSegment, silence
 
     path = workdir / "generated.wav"
@@ -277,7 +277,49 @@ def remove_silence(wave: np.ndarray, sample_rate: int, workdir: Path) -> np.ndar
         kept += segment
     kept.export(str(path), format="wav")
     samples, _ = sf.read(str(path), dtype="float32")
-    return np.asarray(samples, dtype=np.float32)
+    result = np.asarray(samples, dtype=np.float32)
+    return result, Kept.of(aseg, len(wave), len(result))
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The spans of a wave `remove_silence` kept, in samples, as pydub's split_on_silence cut them: what maps a
+    position in the wave before to the wave after."""
+
+    spans: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, aseg: Any, before: int, after: int) -> Kept:
+        """split_on_silence's own ranges (pydub 0.25: detect_nonsilent, widened by keep_silence, overlaps split at
+        their middle, cut in frames as AudioSegment slices them); all kept when they do not add up to `after`."""
+        from pydub import silence
+
+        ranges = [[start - 500, end + 500] for start, end in
+                  silence.detect_nonsilent(aseg, min_silence_len=1000, silence_thresh=-50, seek_step=10)]
+        for first, second in zip(ranges, ranges[1:], strict=False):
+            if second[0] < first[1]:
+                first[1] = second[0] = (first[1] + second[0]) // 2
+        length_ms = len(aseg)
+        spans = tuple((aseg._parse_position(min(max(start, 0), length_ms)),
+                       aseg._parse_position(min(end, length_ms))) for start, end in ranges)
+        if sum(end - start for start, end in spans) != after:  # not pydub's cut after all: positions scale
+            return cls((), after / before if before else 0.0)
+        return cls(spans)
+
+    scale: float = 0.0  # with no spans: the wave after is the wave before, scaled in time by this
+
+    def map(self, position: int) -> int:
+        """Where a position of the wave before lands in the wave after (a cut span: where the cut is)."""
+        if not self.spans:
+            return round(position * self.scale)
+        landed = 0
+        for start, end in self.spans:
+            if position < start:
+                return landed
+            if position < end:
+                return landed + position - start
+            landed += end - start
+        return landed
 
 
 def encode(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:

@@ -28,7 +28,7 @@ from processor.models import Models
 from processor.outcomes import Attempts, Deferred, Failed, Outcome, Skipped, Succeeded
 from processor.outputs import Audio, Outputs
 from processor.rendering import Work, join_script, work_for
-from processor.results import CheckReport, Timings
+from processor.results import CheckReport, TextSegment, Timings
 from processor.storage.markers import Busy, Markers
 from processor.storage.workdir import WorkDir
 from processor.synthesis import Speech, check_deadline
@@ -94,12 +94,16 @@ def take_marker(job: Job, markers: Markers) -> Busy | None:
 
 def finish_audio(job: Job, manifest: Manifest, speeches: list[Speech], scratch: Path) -> Audio:
     """The speech as the manifest wants it: its script's pieces joined, their silences removed if asked."""
-    wave, segments = join_script(manifest, speeches, scratch)
-    if len(segments) > 1:
-        for segment in segments:
+    joined = join_script(manifest, speeches, scratch)
+    if len(joined.segments) > 1:
+        for segment in joined.segments:
             job.log.event("segment", f"piece {segment.index + 1}: voice {segment.voice}", voice=segment.voice,
                           start_s=round(segment.start_s, 3), seconds=round(segment.seconds, 3))
-    audio = Audio(wave, speeches[0].sample_rate, manifest.format)
+    several = manifest.voices is not None
+    timeline = tuple(TextSegment(text=span.text, voice=span.voice if several else None,
+                                 start=round(span.start / joined.rate, 6), end=round(span.end / joined.rate, 6))
+                     for span in joined.spans)
+    audio = Audio(joined.wave(), joined.rate, manifest.format, timeline)
     job.log.event("synthesized", "audio synthesized", audio_s=round(audio.duration_s, 3), batch=speeches[0].batch,
                   seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio.duration_s, 1e-9), 4))
     check_deadline(job.deadline)

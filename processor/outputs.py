@@ -17,7 +17,7 @@ import numpy as np
 
 from processor.audio import encode
 from processor.logs import JobLog
-from processor.results import Result
+from processor.results import Result, TextSegment
 from processor.storage import Outbox
 
 RESULT = "result.json"
@@ -35,6 +35,7 @@ class Audio:
     wave: np.ndarray
     sample_rate: int
     format: str
+    segments: tuple[TextSegment, ...] = ()  # where each text chunk falls, in seconds
 
     @property
     def duration_s(self) -> float:
@@ -51,7 +52,12 @@ def audio_file(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
             "duration_s": round(audio.duration_s, 6)}
 
 
-PRODUCTS: tuple[Product, ...] = (audio_file,)
+def timeline(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
+    """No file: the segments go into result.json."""
+    return {"segments": list(audio.segments)} if audio.segments else {}
+
+
+PRODUCTS: tuple[Product, ...] = (audio_file, timeline)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,35 +79,86 @@ class Segment:
     seconds: float
 
 
-def join_script(manifest: Manifest, speeches: Sequence[Speech], scratch: Path) -> tuple[np.ndarray, list[Segment]]:
+@dataclass(frozen=True)
+class Span:
+    """A text chunk in the joined audio: samples [start, end) at the model's rate. Where two chunks are
+    cross-faded, the boundary is the fade's midpoint; a pause belongs to neither."""
+
+    text: str
+    voice: str
+    start: int
+    end: int
+
+
+@dataclass
+class Joined:
+    """The joined audio of a script, built piece by piece and pause by pause."""
+
+    rate: int
+    cross_fade_s: float
+    parts: list[np.ndarray] = field(default_factory=list)
+    run: list[np.ndarray] = field(default_factory=list)  # pieces cross-faded together since the last pause
+    segments: list[Segment] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    before: int = 0  # samples in `parts`
+    run_len: int = 0  # samples the current run joins to
+
+    def pause(self, seconds: float) -> None:
+        self._close_run()
+        self.parts.append(np.zeros(round(seconds * self.rate), dtype=np.float32))
+        self.before += len(self.parts[-1])
+
+    def piece(self, index: int, voice: str, texts: Sequence[str], wave: np.ndarray, bounds: list[int]) -> None:
+        """A piece's wave, its chunks' `texts` between `bounds` (len(texts) + 1 sample positions in the wave)."""
+        overlap = _overlap(self.run_len, len(wave), self.cross_fade_s, self.rate) if self.run else 0
+        start = self.before + self.run_len - overlap
+        self.segments.append(Segment(index, voice, start / self.rate, len(wave) / self.rate))
+        first = start + bounds[0] + overlap // 2
+        if self.run and self.spans:  # the piece before ends where this one's fade-in is half done
+            self.spans[-1] = replace(self.spans[-1], end=first)
+        edges = [first, *(start + bound for bound in bounds[1:])]
+        self.spans.extend(Span(text, voice, a, b) for text, a, b in zip(texts, edges, edges[1:], strict=False))
+        self.run.append(wave)
+        self.run_len += len(wave) - overlap
+
+    def wave(self) -> np.ndarray:
+        self._close_run()
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.float32)
+
+    def _close_run(self) -> None:
+        if self.run:
+            self.parts.append(self.run[0] if len(self.run) == 1 else join(self.run, self.cross_fade_s, self.rate))
+            self.before, self.run, self.run_len = self.before + self.run_len, [], 0
+
+
+def join_script(manifest: Manifest, speeches: Sequence[Speech], scratch: Path) -> Joined:
     """The pieces' speech as one wave: each piece's chunks cross-faded (silences removed if its voice asks), runs
-    of pieces cross-faded together, pauses as zeros between runs; and where each piece landed."""
-    rate = speeches[0].sample_rate
+    of pieces cross-faded together, pauses as zeros between runs; where each piece and each chunk landed."""
     specs = manifest.voice_specs()
+    joined = Joined(speeches[0].sample_rate, manifest.cross_fade)
     said = iter(enumerate(zip(spoken(manifest), speeches, strict=True)))
-    out: list[np.ndarray] = []
-    run: list[np.ndarray] = []
-    segments: list[Segment] = []
-    before = run_len = 0  # samples in `out`; samples the current run joins to
     for piece in manifest.script:
         if isinstance(piece, Pause):
-            if run:
-                out.append(run[0] if len(run) == 1 else join(run, manifest.cross_fade, rate))
-                before, run, run_len = before + run_len, [], 0
-            out.append(np.zeros(round(piece.seconds * rate), dtype=np.float32))
-            before += len(out[-1])
+            joined.pause(piece.seconds)
             continue
         index, (words, speech) = next(said)
         wave = speech.joined(manifest.cross_fade)
+        bounds = chunk_bounds([len(w) for w in speech.rendered.waves], manifest.cross_fade, joined.rate)
         if specs[words.voice].remove_silence:
-            wave = remove_silence(wave, rate, scratch)
-        overlap = _overlap(run_len, len(wave), manifest.cross_fade, rate) if run else 0
-        segments.append(Segment(index, words.voice, (before + run_len - overlap) / rate, len(wave) / rate))
-        run.append(wave)
-        run_len += len(wave) - overlap
-    if run:
-        out.append(join(run, manifest.cross_fade, rate))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32), segments
+            wave, kept = remove_silence(wave, joined.rate, scratch)
+            bounds = [kept.map(bound) for bound in bounds]
+        joined.piece(index, words.voice, speech.rendered.texts, wave, bounds)
+    return joined
+
+
+def chunk_bounds(lengths: Sequence[int], cross_fade_s: float, rate: int) -> list[int]:
+    """Where the chunks of one joined wave meet: 0, each fade's midpoint, the end (as `synthesis.join` joins)."""
+    bounds, joined = [0], lengths[0]
+    for length in lengths[1:]:
+        overlap = _overlap(joined, length, cross_fade_s, rate)
+        bounds.append(joined - overlap + overlap // 2)
+        joined += length - overlap
+    return [*bounds, joined]
 
 
 def _overlap(joined: int, length: int, seconds: float, rate: int) -> int:

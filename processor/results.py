@@ -57,6 +57,15 @@ class CheckReport(BaseModel):
     asr_model: str
 
 
+class TextSegment(BaseModel):
+    """A text chunk's place in the final audio, from the join's sample positions."""
+
+    text: str
+    voice: str | None = Field(None, description="The voice that speaks it, when the manifest has a voices table.")
+    start: float = Field(description="Seconds from the audio's start; a cross-fade's midpoint, or where it begins.")
+    end: float = Field(description="Seconds: the next chunk's start, or where its audio ends (before a pause).")
+
+
 class VoiceUsed(BaseModel):
     voice: str = Field(description="The clip, as the manifest's voices table names it.")
     voice_text: str = Field(description="The transcript the model was given.")
@@ -77,6 +86,8 @@ class Result(BaseModel):
     voice_text_source: Literal["manifest", "sidecar", "asr"] | None = Field(
         None, description="Where that transcript came from: the manifest's voice_text, the sidecar file next to the "
         "clip, or the ASR model (which also transcribes the part kept of a clip over 12 s).")
+    segments: list[TextSegment] | None = Field(
+        None, description="Each text chunk of the audio: its text, voice, start and end in seconds.")
     voices: dict[str, VoiceUsed] | None = Field(
         None, description="The voices table's voices the script spoke in, by name (the main voice is voice_text).")
     model: str
