@@ -103,7 +103,7 @@ def finish_audio(job: Job, manifest: Manifest, speeches: list[Speech], scratch: 
     timeline = tuple(TextSegment(text=span.text, voice=span.voice if several else None,
                                  start=round(span.start / joined.rate, 6), end=round(span.end / joined.rate, 6))
                      for span in joined.spans)
-    audio = Audio(joined.wave(), joined.rate, manifest.format, timeline)
+    audio = Audio(joined.wave(), joined.rate, manifest.format, timeline, tuple(manifest.subtitles))
     job.log.event("synthesized", "audio synthesized", audio_s=round(audio.duration_s, 3), batch=speeches[0].batch,
                   seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio.duration_s, 1e-9), 4))
     check_deadline(job.deadline)

@@ -19,6 +19,7 @@ from processor.audio import encode
 from processor.logs import JobLog
 from processor.results import Result, TextSegment
 from processor.storage import Outbox
+from processor.subtitles import Timed, subtitle_files
 
 RESULT = "result.json"
 LOG = "log.jsonl"
@@ -36,6 +37,7 @@ class Audio:
     sample_rate: int
     format: str
     segments: tuple[TextSegment, ...] = ()  # where each text chunk falls, in seconds
+    subtitles: tuple[str, ...] = ()  # subtitle formats to write from the segments: srt, vtt
 
     @property
     def duration_s(self) -> float:
@@ -57,7 +59,15 @@ def timeline(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
     return {"segments": list(audio.segments)} if audio.segments else {}
 
 
-PRODUCTS: tuple[Product, ...] = (audio_file, timeline)
+def subtitles(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
+    """`<id>/audio.srt`, `<id>/audio.vtt` from the segments, when the manifest asks for them."""
+    if not audio.subtitles:
+        return {}
+    timed = [Timed(s.text, s.start, s.end, s.voice) for s in audio.segments]
+    return subtitle_files(outbox, job_id, timed, audio.subtitles)
+
+
+PRODUCTS: tuple[Product, ...] = (audio_file, timeline, subtitles)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ class Result(BaseModel):
     voice_text_source: Literal["manifest", "sidecar", "asr"] | None = Field(
         None, description="Where that transcript came from: the manifest's voice_text, the sidecar file next to the "
         "clip, or the ASR model (which also transcribes the part kept of a clip over 12 s).")
+    subtitles: list[str] | None = Field(
+        None, description="Keys of the subtitle files relative to the outbox (<id>/audio.srt, <id>/audio.vtt).")
     segments: list[TextSegment] | None = Field(
         None, description="Each text chunk of the audio: its text, voice, start and end in seconds.")
     voices: dict[str, VoiceUsed] | None = Field(

@@ -35,7 +35,7 @@ SENTENCES = (  # no commas: F5-TTS's chunking also cuts at them
 def run(tmp_path_factory: pytest.TempPathFactory, tiny_volume: Volume) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("timeline")
     inbox = inbox_with_voice(root)
-    write_manifest(inbox, "faded", manifest(" ".join(SENTENCES), nfe_step=2, seed=1))
+    write_manifest(inbox, "faded", manifest(" ".join(SENTENCES), nfe_step=2, seed=1, subtitles=["srt", "vtt"]))
     write_manifest(inbox, "butted", manifest(" ".join(SENTENCES), nfe_step=2, seed=1, cross_fade=0))
     write_manifest(inbox, "paused", manifest(' <break time="400ms"/> '.join(SENTENCES), nfe_step=2, seed=1,
                                              cross_fade=0))
@@ -111,3 +111,21 @@ def test_removed_silence_moves_the_positions_after_it(tmp_path: Path) -> None:
     assert kept.map(second) == second - removed, "after it, by what was cut"
     assert kept.map(len(wave)) == len(kept_wave)
     assert np.abs(kept_wave[kept.map(second):kept.map(second) + 100]).max() > 0.1, "the tone is where it maps"
+
+
+def test_subtitles_parse_cover_the_audio_and_keep_their_lines_short(run: dict[str, Any]) -> None:
+    import srt
+    import webvtt
+
+    result = run["results"]["faded"]
+    assert result["subtitles"] == ["faded/audio.srt", "faded/audio.vtt"]
+    srt_cues = list(srt.parse((run["outbox"] / "faded" / "audio.srt").read_text()))
+    vtt_cues = list(webvtt.from_string((run["outbox"] / "faded" / "audio.vtt").read_text()))
+    assert len(srt_cues) == len(vtt_cues) > 3, "each 130-character chunk is split into cues of two lines"
+    assert srt_cues[0].start.total_seconds() == 0.0
+    assert abs(srt_cues[-1].end.total_seconds() - result["duration_s"]) <= 0.001
+    for cue in srt_cues:
+        lines = cue.content.splitlines()
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines), cue.content
+    assert " ".join(" ".join(c.content.split()) for c in srt_cues) == " ".join(SENTENCES)
+    assert run["results"]["butted"]["subtitles"] is None, "none asked, none written"
