@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from processor.audio import encode
+from processor.encoding import decoded_rate, encode
 from processor.logs import JobLog
-from processor.results import Result
+from processor.results import LoudnessReport, Result
 from processor.storage import Outbox
 
 RESULT = "result.json"
@@ -30,11 +30,15 @@ def job_key(job_id: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Audio:
-    """A job's finished speech, in the format its manifest asks for."""
+    """A job's finished speech, in the format its manifest asks for: its samples at the model's rate, and what
+    the file is to be (the manifest's bitrate and sample_rate; None: the format's default, the model's rate)."""
 
     wave: np.ndarray
     sample_rate: int
     format: str
+    bitrate_kbps: int | None = None
+    output_rate: int | None = None
+    loudness: LoudnessReport | None = None  # what `loudness.normalize` did to `wave`, when the job had a target
 
     @property
     def duration_s(self) -> float:
@@ -45,10 +49,12 @@ Product = Callable[[Outbox, str, Audio], dict[str, Any]]
 
 
 def audio_file(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
+    """The audio file, encoded here on the output thread (resampled first if the manifest asks)."""
     key = job_key(job_id, f"audio.{audio.format}")
-    outbox.put(key, encode(audio.wave, audio.sample_rate, audio.format))
-    return {"audio": key, "audio_uri": outbox.uri(key), "sample_rate": audio.sample_rate,
-            "duration_s": round(audio.duration_s, 6)}
+    data, encoding = encode(audio.wave, audio.sample_rate, audio.format, audio.bitrate_kbps, audio.output_rate)
+    outbox.put(key, data)
+    return {"audio": key, "audio_uri": outbox.uri(key), "sample_rate": decoded_rate(audio.format, encoding.sample_rate),
+            "duration_s": round(audio.duration_s, 6), "encoding": encoding, "loudness": audio.loudness}
 
 
 PRODUCTS: tuple[Product, ...] = (audio_file,)
