@@ -63,7 +63,8 @@ def true_peak_dbtp(wave: np.ndarray, rate: int) -> float:
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
-def normalize(wave: np.ndarray, rate: int, target_lufs: float, ceiling_dbtp: float) -> tuple[np.ndarray, LoudnessReport]:
+def normalize(wave: np.ndarray, rate: int, target_lufs: float,
+              ceiling_dbtp: float) -> tuple[np.ndarray, LoudnessReport]:
     """`wave` at `target_lufs`, its true peak at or below `ceiling_dbtp`, by one gain; the measurements."""
     skipped: Literal["too_short", "silent"] | None = None
     before_peak = true_peak_dbtp(wave, rate)
@@ -86,7 +87,7 @@ def normalize(wave: np.ndarray, rate: int, target_lufs: float, ceiling_dbtp: flo
     return out, LoudnessReport(
         target_lufs=target_lufs, true_peak_ceiling_db=ceiling_dbtp, before_lufs=round(before, 2),
         after_lufs=round(integrated_lufs(out, rate), 2), before_true_peak_db=_db(before_peak),
-        after_true_peak_db=_db(after_peak), gain_db=round(gain, 3), limited_by_ceiling=limited)
+        after_true_peak_db=_db(after_peak), gain_db=round(gain, 3), limited_by_ceiling=limited, skipped=None)
 
 
 def _scaled(wave: np.ndarray, gain_db: float, rate: int, ceiling_dbtp: float) -> tuple[np.ndarray, float]:

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError,
-                      ValidationInfo, field_validator)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic.functional_validators import field_validator
 from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ValidationInfo
 
 from processor.encoding import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, bitrate_problem, sample_rate_problem
 from processor.errors import CATALOGUE, F5BatchError, InvalidJson, InvalidManifest, TextUnusable
-from processor.loudness import LOUDNESS_DESCRIPTION, LoudnessValue
 from processor.languages import WHISPER_LANGUAGE_NAMES, WHISPER_LANGUAGES
+from processor.loudness import LOUDNESS_DESCRIPTION, LoudnessValue
 from processor.script import MAIN, Piece, parse_script
 
 MANIFEST_VERSION: Literal[1] = 1
@@ -197,7 +198,7 @@ class Manifest(BaseModel):
         description="True-peak ceiling in dBTP, measured 4x oversampled, with a loudness target (default -1; -3 for "
         "acx); the gain is lowered to keep under it, never clipped.")
     subtitles: list[Literal["srt", "vtt"]] = Field(
-        default_factory=list, max_length=2,
+        [], max_length=2, json_schema_extra={"uniqueItems": True},
         description="Subtitle files to write beside the audio (audio.srt, audio.vtt), from its timed segments; each "
         "at most once.")
     speed: Speed = Field(1.0, description="Speaking rate; 1.0 is the voice's own pace.")

@@ -17,6 +17,8 @@ import numpy as np
 
 from processor.encoding import decoded_rate, encode
 from processor.logs import JobLog
+from processor.loudness import LoudnessValue, normalize, target_for
+from processor.manifest import Manifest
 from processor.results import LoudnessReport, Result
 from processor.storage import Outbox
 
@@ -43,6 +45,17 @@ class Audio:
     @property
     def duration_s(self) -> float:
         return len(self.wave) / self.sample_rate
+
+
+def audio_for(manifest: Manifest, wave: np.ndarray, sample_rate: int,
+              fleet_loudness: LoudnessValue | None = None) -> Audio:
+    """The job's joined speech as its manifest wants it written: at its loudness target (its own, else
+    F5B_LOUDNESS's), in its format, bitrate and rate. Without a target the samples are untouched."""
+    target = target_for(manifest.loudness, manifest.true_peak_db, fleet_loudness)
+    report = None
+    if target is not None:
+        wave, report = normalize(wave, sample_rate, target.lufs, target.ceiling_dbtp)
+    return Audio(wave, sample_rate, manifest.format, manifest.bitrate, manifest.sample_rate, report)
 
 
 Product = Callable[[Outbox, str, Audio], dict[str, Any]]
