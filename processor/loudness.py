@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic_core import PydanticCustomError
 
 from processor.results import LoudnessReport
 
@@ -27,7 +28,18 @@ PresetName = Literal["ebu-r128", "podcast", "acx"]
 # lands speech inside that window.
 PRESETS: dict[str, tuple[float, float]] = {"ebu-r128": (-23.0, -1.0), "podcast": (-16.0, -1.0), "acx": (-19.0, -3.0)}
 Lufs = Annotated[float, Field(ge=MIN_LUFS, le=MAX_LUFS, allow_inf_nan=False)]
-LoudnessValue = Lufs | PresetName  # a manifest's "loudness" and F5B_LOUDNESS alike
+
+
+def _one_problem(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One problem in words for a bad value, not one per alternative of the union."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("loudness", "must be a number of LUFS from {low} to {high}, or ebu-r128, podcast or "
+                                              "acx", {"low": MIN_LUFS, "high": MAX_LUFS}) from None
+
+
+LoudnessValue = Annotated[Lufs | PresetName, WrapValidator(_one_problem)]  # a manifest's "loudness", F5B_LOUDNESS
 LOUDNESS_DESCRIPTION = ("Integrated loudness of the output in LUFS (-40 to -5, ITU-R BS.1770-4), or a preset: "
                         "ebu-r128 (-23), podcast (-16), acx (-19, true peak -3).")
 
