@@ -1,4 +1,4 @@
-"""Audio in and out: reference-clip preparation, silence removal, encoding.
+"""Audio in: reference-clip preparation and silence removal (encoding is `processor.encoding`).
 
 The reference-clip steps reproduce F5-TTS 1.1.22's `preprocess_ref_audio_text`
 and `remove_silence_for_generated_wav` (f5_tts/infer/utils_infer.py) step for
@@ -15,7 +15,6 @@ the length limit, whatever the file's header claims.
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +34,6 @@ MIN_VOICE_S = 0.3
 # without decoding. MP3's is an estimate; FLAC's and OGG's can lie, so decoding is bounded anyway.
 EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC", "OGG"})
 _SCAN_FRAMES = 1 << 16
-
-# soundfile format and subtype per output format. WAV/FLAC are 16-bit, as F5-TTS writes.
-ENCODINGS: dict[str, tuple[str, str]] = {
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "ogg": ("OGG", "VORBIS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
-
 
 @dataclass(frozen=True)
 class VoicePrompt:
@@ -321,9 +311,3 @@ class Kept:
             landed += end - start
         return landed
 
-
-def encode(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    container, subtype = ENCODINGS[fmt]
-    buffer = io.BytesIO()
-    sf.write(buffer, wave, sample_rate, format=container, subtype=subtype)
-    return buffer.getvalue()

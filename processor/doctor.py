@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from processor.checks import Context, Status, Verdict, asr, environment, model, storage, volume
+from processor.checks import Context, Status, Verdict, asr, encoders, environment, model, storage, volume
 from processor.logs import logger
 from processor.retries import CallRetry
 from processor.settings import Settings
@@ -69,6 +69,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("queue.reachable", storage.queue, ("aws.region",)),
     CheckSpec("queue.redrive", storage.redrive, ("queue.reachable",)),
     CheckSpec("metrics.port", environment.metrics_port),
+    CheckSpec("audio.encoders", encoders.ffmpeg_encoders),
     CheckSpec("synthesis.smoke", model.smoke, ("packages.pinned", *MODEL_CHECKS)),
 )
 CHECK_NAMES = tuple(spec.name for spec in CHECKS)
@@ -76,7 +77,7 @@ CHECK_NAMES = tuple(spec.name for spec in CHECKS)
 # a traceback after a minute of loading). Quick ones only: no checksums, no test synthesis.
 STARTUP_CHECKS = ("volume.mounted", "model.complete", "processing.writable", "outbox.not_in_inbox", "aws.region",
                   "inbox.for_queue", "inbox.reachable", "outbox.reachable", "queue.reachable", "metrics.port",
-                  "asr.for_check")
+                  "asr.for_check", "audio.encoders")
 
 
 def run_checks(ctx: Context, names: Collection[str] | None = None) -> list[Check]:

@@ -23,10 +23,11 @@ from processor.errors import F5BatchError
 from processor.leases import HeldLease
 from processor.listening import Listening
 from processor.logs import JobLog
+from processor.loudness import LoudnessValue
 from processor.manifest import Manifest, parse_manifest, printable, safe_id
 from processor.models import Models
 from processor.outcomes import Attempts, Deferred, Failed, Outcome, Skipped, Succeeded
-from processor.outputs import Audio, Outputs
+from processor.outputs import Audio, Outputs, audio_for
 from processor.rendering import Work, join_script, work_for
 from processor.results import CheckReport, TextSegment, Timings
 from processor.storage.markers import Busy, Markers
@@ -49,6 +50,7 @@ class Context:
     models: Models
     attempts: Attempts
     min_free_bytes: int  # F5B_PROCESSING_MIN_FREE_BYTES
+    loudness: LoudnessValue | None = None  # F5B_LOUDNESS: the target of a manifest that names none
 
 
 def life(job: Job, ctx: Context) -> Life:
@@ -67,7 +69,7 @@ def life(job: Job, ctx: Context) -> Life:
             job.fetched(voices)
             speeches = yield from job.synthesized(work := work_for(manifest, voices, job.model, job.time_left_s()))
             speeches = yield from ctx.listening.listen(job, check, work, speeches)  # a retake is yielded likewise
-            audio = finish_audio(job, manifest, speeches, scratch)
+            audio = finish_audio(job, manifest, speeches, scratch, ctx.loudness)
             if ctx.outputs.finished(job.id):
                 return Skipped(job, "another worker finished this job first; its result stands", "duplicate",
                                logging.WARNING)
@@ -92,8 +94,10 @@ def take_marker(job: Job, markers: Markers) -> Busy | None:
     return None
 
 
-def finish_audio(job: Job, manifest: Manifest, speeches: list[Speech], scratch: Path) -> Audio:
-    """The speech as the manifest wants it: its script's pieces joined, their silences removed if asked."""
+def finish_audio(job: Job, manifest: Manifest, speeches: list[Speech], scratch: Path,
+                 fleet_loudness: LoudnessValue | None) -> Audio:
+    """The speech as the manifest wants it: its script's pieces joined, their silences removed if asked, at its
+    loudness; where each text chunk falls."""
     joined = join_script(manifest, speeches, scratch)
     if len(joined.segments) > 1:
         for segment in joined.segments:
@@ -103,7 +107,7 @@ def finish_audio(job: Job, manifest: Manifest, speeches: list[Speech], scratch: 
     timeline = tuple(TextSegment(text=span.text, voice=span.voice if several else None,
                                  start=round(span.start / joined.rate, 6), end=round(span.end / joined.rate, 6))
                      for span in joined.spans)
-    audio = Audio(joined.wave(), joined.rate, manifest.format, timeline, tuple(manifest.subtitles))
+    audio = audio_for(manifest, joined.wave(), joined.rate, fleet_loudness, timeline)  # its loudness target too
     job.log.event("synthesized", "audio synthesized", audio_s=round(audio.duration_s, 3), batch=speeches[0].batch,
                   seconds=round(job.timings.synth, 3), rtf=round(job.timings.synth / max(audio.duration_s, 1e-9), 4))
     check_deadline(job.deadline)

@@ -12,10 +12,14 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic.functional_validators import field_validator
 from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ValidationInfo
 
+from processor.encoding import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, bitrate_problem, sample_rate_problem
 from processor.errors import CATALOGUE, F5BatchError, InvalidJson, InvalidManifest, TextUnusable
 from processor.languages import WHISPER_LANGUAGE_NAMES, WHISPER_LANGUAGES
+from processor.loudness import LOUDNESS_DESCRIPTION, LoudnessValue
 from processor.script import MAIN, Piece, parse_script
 
 MANIFEST_VERSION: Literal[1] = 1
@@ -26,6 +30,7 @@ MAX_MANIFEST_BYTES = 256 * 1024  # the historical SQS message limit; keeps a man
 AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "m4a")
 LOSSY_FORMATS = ("mp3", "ogg", "opus", "m4a")
 MIN_BITRATE_KBPS, MAX_BITRATE_KBPS = 16, 320
+DEFAULT_SAMPLE_RATE = 24000  # F5-TTS's vocoders': what a job without a sample_rate is written at
 
 MAX_REPORTED_PROBLEMS = 10
 # A voices table's names: what infer_cli's `\w+` matches, in ASCII. JSON Schema's `\w` is ASCII (ECMA-262) while
@@ -175,21 +180,27 @@ class Manifest(BaseModel):
     format: Literal["wav", "flac", "mp3", "ogg", "opus", "m4a"] = Field(
         "wav", description="Audio format of the output: wav (16-bit), flac, mp3, ogg (Vorbis), opus (Ogg Opus) or "
         "m4a (AAC).")
+    sample_rate: int | None = Field(
+        None, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE,
+        description="Sample rate of the output in Hz, resampled with soxr. mp3 and m4a take the MPEG rates (8000, "
+        "11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), opus 8000, 12000, 16000, 24000 or 48000 (it plays "
+        "at 48000). Default: the model's (24000).")
     bitrate: int | None = Field(
         None, ge=MIN_BITRATE_KBPS, le=MAX_BITRATE_KBPS,
-        description="Bitrate of a lossy format (mp3, ogg, opus, m4a) in kbit/s. Default: the encoder's.")
-    sample_rate: int | None = Field(
-        None, ge=8000, le=48000, description="Sample rate of the output in Hz. Default: the model's (24000).")
-    loudness: float | Literal["ebu-r128", "podcast", "acx"] | None = Field(
-        None, description="Integrated loudness of the output in LUFS (-40 to -5, ITU-R BS.1770-4), or a preset: "
-        "ebu-r128 (-23), podcast (-16), acx (-19, true peak -3). Default: F5B_LOUDNESS, else the audio as made.",
-    )
+        description="Average bitrate of a lossy format (mp3, ogg, opus, m4a) in kbit/s, through ffmpeg; the range "
+        "depends on the format and rate (m4a at most 6 per kHz, ogg at 24000 Hz at most 80). Default: opus 64, m4a "
+        "96, mp3 and ogg libsndfile's default quality.")
+    loudness: LoudnessValue | None = Field(
+        None, description=LOUDNESS_DESCRIPTION + " One gain for the whole job. Default: F5B_LOUDNESS, else the "
+        "audio as made.")
     true_peak_db: float | None = Field(
         None, ge=-20.0, le=0.0, allow_inf_nan=False,
-        description="True-peak ceiling in dBTP with a loudness target (default -1; -3 for acx).")
+        description="True-peak ceiling in dBTP, measured 4x oversampled, with a loudness target (default -1; -3 for "
+        "acx); the gain is lowered to keep under it, never clipped.")
     subtitles: list[Literal["srt", "vtt"]] = Field(
-        default_factory=list, max_length=2,
-        description="Subtitle files to write beside the audio (audio.srt, audio.vtt), from its timed segments.")
+        [], max_length=2, json_schema_extra={"uniqueItems": True},
+        description="Subtitle files to write beside the audio (audio.srt, audio.vtt), from its timed segments; each "
+        "at most once.")
     speed: Speed = Field(1.0, description="Speaking rate; 1.0 is the voice's own pace.")
     nfe_step: int = Field(32, ge=2, le=128, description="Sampling steps: more is slower and cleaner.")
     cfg_strength: float = Field(2.0, ge=0.0, le=10.0, description="Classifier-free guidance strength.")
@@ -213,6 +224,38 @@ class Manifest(BaseModel):
         "fail", description="When no take of a chunk is within max_wer: fail the job (check_failed), or keep the "
         "best takes and record check.passed false.",
     )
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate_of_the_format(cls, rate: int | None, info: ValidationInfo) -> int | None:
+        if rate is not None and (problem := sample_rate_problem(info.data.get("format", "wav"), rate)):
+            raise PydanticCustomError("sample_rate", problem)
+        return rate
+
+    @field_validator("bitrate")
+    @classmethod
+    def _bitrate_of_a_lossy_format(cls, kbps: int | None, info: ValidationInfo) -> int | None:
+        if kbps is None or "format" not in info.data or "sample_rate" not in info.data:  # else said already
+            return kbps
+        rate = info.data.get("sample_rate") or DEFAULT_SAMPLE_RATE
+        if problem := bitrate_problem(info.data["format"], kbps, rate):
+            raise PydanticCustomError("bitrate", problem)
+        return kbps
+
+    @field_validator("true_peak_db")
+    @classmethod
+    def _ceiling_with_a_target(cls, ceiling: float | None, info: ValidationInfo) -> float | None:
+        if ceiling is not None and info.data.get("loudness") is None and "loudness" in info.data:
+            raise PydanticCustomError("true_peak_db", "a true-peak ceiling goes with a loudness target: set "
+                                                      "\"loudness\" too (a number or ebu-r128, podcast, acx)")
+        return ceiling
+
+    @field_validator("subtitles")
+    @classmethod
+    def _each_subtitle_format_once(cls, formats: list[str]) -> list[str]:
+        if len(set(formats)) != len(formats):
+            raise PydanticCustomError("subtitles", "each subtitle format at most once")
+        return formats
 
     @cached_property
     def script(self) -> list[Piece]:

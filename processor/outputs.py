@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from processor.audio import encode
+from processor.encoding import decoded_rate, encode
 from processor.logs import JobLog
-from processor.results import Result, TextSegment
+from processor.loudness import LoudnessValue, normalize, target_for
+from processor.manifest import Manifest
+from processor.results import LoudnessReport, Result, TextSegment
 from processor.storage import Outbox
 from processor.subtitles import Timed, subtitle_files
 
@@ -31,11 +33,15 @@ def job_key(job_id: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Audio:
-    """A job's finished speech, in the format its manifest asks for."""
+    """A job's finished speech, in the format its manifest asks for: its samples at the model's rate, and what
+    the file is to be (the manifest's bitrate and sample_rate; None: the format's default, the model's rate)."""
 
     wave: np.ndarray
     sample_rate: int
     format: str
+    bitrate_kbps: int | None = None
+    output_rate: int | None = None
+    loudness: LoudnessReport | None = None  # what `loudness.normalize` did to `wave`, when the job had a target
     segments: tuple[TextSegment, ...] = ()  # where each text chunk falls, in seconds
     subtitles: tuple[str, ...] = ()  # subtitle formats to write from the segments: srt, vtt
 
@@ -44,14 +50,28 @@ class Audio:
         return len(self.wave) / self.sample_rate
 
 
+def audio_for(manifest: Manifest, wave: np.ndarray, sample_rate: int, fleet_loudness: LoudnessValue | None = None,
+              segments: tuple[TextSegment, ...] = ()) -> Audio:
+    """The job's joined speech as its manifest wants it written: at its loudness target (its own, else
+    F5B_LOUDNESS's), in its format, bitrate and rate. Without a target the samples are untouched."""
+    target = target_for(manifest.loudness, manifest.true_peak_db, fleet_loudness)
+    report = None
+    if target is not None:
+        wave, report = normalize(wave, sample_rate, target.lufs, target.ceiling_dbtp)
+    return Audio(wave, sample_rate, manifest.format, manifest.bitrate, manifest.sample_rate, report, segments,
+                 tuple(manifest.subtitles))
+
+
 Product = Callable[[Outbox, str, Audio], dict[str, Any]]
 
 
 def audio_file(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:
+    """The audio file, encoded here on the output thread (resampled first if the manifest asks)."""
     key = job_key(job_id, f"audio.{audio.format}")
-    outbox.put(key, encode(audio.wave, audio.sample_rate, audio.format))
-    return {"audio": key, "audio_uri": outbox.uri(key), "sample_rate": audio.sample_rate,
-            "duration_s": round(audio.duration_s, 6)}
+    data, encoding = encode(audio.wave, audio.sample_rate, audio.format, audio.bitrate_kbps, audio.output_rate)
+    outbox.put(key, data)
+    return {"audio": key, "audio_uri": outbox.uri(key), "sample_rate": decoded_rate(audio.format, encoding.sample_rate),
+            "duration_s": round(audio.duration_s, 6), "encoding": encoding, "loudness": audio.loudness}
 
 
 def timeline(outbox: Outbox, job_id: str, audio: Audio) -> dict[str, Any]:

@@ -66,6 +66,34 @@ class TextSegment(BaseModel):
     end: float = Field(description="Seconds: the next chunk's start, or where its audio ends (before a pause).")
 
 
+class Encoding(BaseModel):
+    """How the audio file was made: the encoder and what it was set to."""
+
+    format: str = Field(description="The manifest's format.")
+    encoder: str = Field(description="libsndfile or ffmpeg (with its encoder, e.g. libopus), and its version.")
+    codec: str = Field(description="The codec, as ffprobe names it: pcm_s16le, flac, mp3, vorbis, opus or aac.")
+    bitrate_kbps: int | None = Field(description="The average bitrate asked of the encoder, kbit/s; null for wav and "
+                                                 "flac, and for mp3 and ogg at libsndfile's default quality.")
+    sample_rate: int = Field(description="The rate of the samples encoded, Hz (an Opus file plays at 48000).")
+
+
+class LoudnessReport(BaseModel):
+    """The loudness target of a job, and the audio measured before and after its one gain (ITU-R BS.1770-4)."""
+
+    target_lufs: float = Field(description="Integrated loudness asked for, LUFS.")
+    true_peak_ceiling_db: float = Field(description="Highest true peak allowed, dBTP (4x oversampled).")
+    before_lufs: float | None = Field(description="Integrated loudness as synthesized; null when it cannot be "
+                                                  "measured (see skipped).")
+    after_lufs: float | None = Field(description="Integrated loudness written.")
+    before_true_peak_db: float | None = Field(description="True peak as synthesized, dBTP; null for silence.")
+    after_true_peak_db: float | None = Field(description="True peak written, dBTP.")
+    gain_db: float = Field(description="The one gain applied to the whole audio, dB.")
+    limited_by_ceiling: bool = Field(description="The ceiling allowed less gain than the target needed: the "
+                                                 "audio is quieter than the target.")
+    skipped: Literal["too_short", "silent"] | None = Field(
+        None, description="Why the audio was left as it was: under 0.4 s (one BS.1770 block), or silent.")
+
+
 class VoiceUsed(BaseModel):
     voice: str = Field(description="The clip, as the manifest's voices table names it.")
     voice_text: str = Field(description="The transcript the model was given.")
@@ -79,7 +107,7 @@ class Result(BaseModel):
     audio: str | None = Field(None, description="Audio key relative to the outbox, e.g. job-1/audio.wav.")
     audio_uri: str | None = Field(None, description="Where the audio is: a path or an s3:// URI.")
     format: str | None = None
-    sample_rate: int | None = None
+    sample_rate: int | None = Field(None, description="The rate the audio plays at, Hz.")
     duration_s: float | None = None
     seed: int | None = None
     voice_text: str | None = Field(None, description="The transcript of the voice clip the model was given.")
@@ -92,6 +120,9 @@ class Result(BaseModel):
         None, description="Each text chunk of the audio: its text, voice, start and end in seconds.")
     voices: dict[str, VoiceUsed] | None = Field(
         None, description="The voices table's voices the script spoke in, by name (the main voice is voice_text).")
+    encoding: Encoding | None = Field(None, description="The encoder of the audio file and its settings.")
+    loudness: LoudnessReport | None = Field(None, description="The loudness target and the audio measured before "
+                                                             "and after, when the job had a target.")
     model: str
     check: CheckReport | None = Field(None, description="The listening check, when the job asked for one.")
     error: ErrorInfo | None = None

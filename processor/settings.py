@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processor.loudness import LOUDNESS_DESCRIPTION, LoudnessValue
 from processor.storage.volume import default_volume
 
 
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     processing_dir: Path = Field(
         Path(tempfile.gettempdir()) / "f5-batch", description="Scratch folder for job files, emptied after each job."
     )
+    loudness: LoudnessValue | None = Field(
+        None, description=LOUDNESS_DESCRIPTION.replace("of the output", "of every job's output") + " A manifest's "
+        "\"loudness\" wins; unset: the audio as made.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     max_attempts: int = Field(
         3, ge=1, le=20, description="Attempts the worker makes at a job from a folder or S3 inbox that fails "

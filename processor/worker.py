@@ -91,7 +91,7 @@ class Worker:
                        listening=Listening(self.transcriber, self.settings.check, self.settings.check_attempts,
                                            self.metrics), models=self.models,
                        attempts=Attempts.from_settings(self.settings),
-                       min_free_bytes=self.settings.processing_min_free_bytes)
+                       min_free_bytes=self.settings.processing_min_free_bytes, loudness=self.settings.loudness)
 
     def _ready(self, metrics_url: str | None, default: Synthesizer) -> None:
         """One line saying what the worker waits on, once it can take work: where an operator looks first."""

@@ -40,6 +40,8 @@ def type_of(prop: dict[str, Any]) -> str:
             names.append(f"`{json.dumps(option['const'])}`")
         elif "enum" in option:
             names.append(" \\| ".join(f"`{value}`" for value in option["enum"]))
+        elif option["type"] == "array":
+            names.append(f"array of {type_of(option['items'])}")
         else:
             names.append(TYPE_NAMES[option["type"]])
     return " or ".join(names)
@@ -54,6 +56,9 @@ def limits_of(prop: dict[str, Any]) -> str:
             parts.append(f"{option.get('minLength', 0)} to {option['maxLength']:,} characters")
         if "pattern" in option:
             parts.append(f"`{option['pattern']}`")
+        if "maxItems" in option:
+            each = ", each once" if option.get("uniqueItems") else ""
+            parts.append(f"{option.get('minItems', 0)} to {option['maxItems']} items{each}")
         if "maxProperties" in option:
             names = option["propertyNames"]
             parts.append(f"at most {option['maxProperties']}; names `{names['pattern']}`, not "
@@ -172,6 +177,9 @@ def render(schema: dict[str, Any], example: str) -> str:
         "- `voice_text_required`: no transcript of the voice clip.",
         "- `invalid_manifest` too: an unknown voice tag, a malformed break, a break over 10 s, breaks adding up",
         "  to over 600 s (see [Voices and pauses](#voices-and-pauses)).",
+        "- `invalid_manifest` too: a `bitrate` with wav or flac, or outside what the format's encoder takes at",
+        "  the job's rate; a `sample_rate` that encoder does not take; `true_peak_db` without `loudness`; a",
+        "  subtitle format listed twice.",
         "- `text_unusable`: `text` holds nothing to speak, only invisible characters (zero-width spaces and",
         "  joiners, U+2060, U+FEFF, variation selectors, combining marks with nothing to combine with), or",
         "  only breaks and voice tags; or one voice's piece of it holds only invisible characters.",

@@ -90,6 +90,12 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "nfe-step-huge": (m(nfe_step=100_000), "invalid_manifest", "nfe_step:"),
     "speed-out-of-range": (m(speed=50.0), "invalid_manifest", "speed:"),
     "unknown-format": (m(format="exe"), "invalid_manifest", "format:"),
+    # delivery fields that do not go together (issue 15)
+    "bitrate-with-flac": (m(format="flac", bitrate=128), "invalid_manifest", "bitrate: flac is lossless"),
+    "opus-at-44100": (m(format="opus", sample_rate=44100), "invalid_manifest", "sample_rate: opus is written at"),
+    "loudness-too-loud": (m(loudness=0), "invalid_manifest", "loudness: must be a number of LUFS"),
+    "ceiling-without-target": (m(true_peak_db=-2.0, subtitles=["vtt", "vtt"]), "invalid_manifest",
+                               "; subtitles: each subtitle format at most once"),
     "future-version": (m(version=2), "invalid_manifest", "version:"),
     "manifest-over-size-cap": (m(**{"$comment": "x" * MAX_MANIFEST_BYTES}), "invalid_manifest", "limit"),
     "missing-text": (m(text=None), "invalid_manifest", "text: Field required"),
