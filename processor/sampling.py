@@ -112,7 +112,8 @@ def mask_padding(transformer: Any) -> None:
     as slow). `PaddingMaskedAttention` passes the same mask as (batch, 1, 1,
     frames) instead, which the kernels broadcast: the same values (bit for bit
     on CPU, tests/test_batching.py).
-    Single items pass no mask (CFM.sample's rule) and run upstream's code.
+    Single items pass no mask (CFM.sample's rule) and run upstream's code. UNetT's
+    input convolution gets the mask too (`InputPaddingMask`), as DiT's does.
     """
     from f5_tts.model.modules import AttnProcessor
 
@@ -140,7 +141,7 @@ class InputPaddingMask:
     """
 
     def __init__(self) -> None:
-        self._mask = threading.local()  # the synthesizer's lock keeps one call per model; a thread's own, still
+        self._mask = threading.local()  # per thread, though the synthesizer's lock already keeps one call per model
 
     @classmethod
     def attach(cls, transformer: Any) -> None:
