@@ -30,7 +30,9 @@ _DEFERRED_NAMES: dict[str, tuple[str, ...]] = {
 # Imported whole by x_transformers (`import einx`) for layers F5-TTS does not use; einx pulls in
 # sympy and torch._dynamo (~1.5 s). A stand-in imports it on first attribute access.
 _DEFERRED_MODULES = ("einx",)
-WORKER_MODULES = ("f5_tts.model.cfm", "f5_tts.model.backbones.dit", "f5_tts.model.utils", "vocos")
+WORKER_MODULES = (
+    "f5_tts.model.cfm", "f5_tts.model.backbones.dit", "f5_tts.model.backbones.unett", "f5_tts.model.utils", "vocos"
+)
 
 
 def lean_imports() -> None:

@@ -43,6 +43,10 @@ EMA_PREFIX = "ema_model."
 # Checkpoint entries that are not weights: training counters and buffers the model computes itself.
 SKIPPED_KEYS = {"initted", "step", "mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window"}
 
+# F5-TTS's backbones (f5_tts/model/backbones/), by the name its configs give them in `model.backbone`.
+BACKBONES = ("DiT", "UNetT")
+
+
 def model_config(name: str, arch: dict[str, Any], *, backbone: str = "DiT", **extra: Any) -> dict[str, Any]:
     return {
         "format": CONFIG_FORMAT, "name": name, "backbone": backbone, "arch": arch, "mel_spec": dict(MEL_SPEC), **extra
@@ -68,8 +72,9 @@ def check_supported(config: dict[str, Any]) -> None:
     if refusal:
         raise ModelError(refusal)
     mel = config.get("mel_spec") or {}
-    if config.get("backbone") != "DiT":
-        raise ModelError(f"unsupported backbone {config.get('backbone')!r}: only DiT models are supported")
+    if config.get("backbone") not in BACKBONES:
+        raise ModelError(f"unsupported backbone {config.get('backbone')!r}: only {' and '.join(BACKBONES)} models "
+                         f"are supported")
     if mel != MEL_SPEC:
         raise ModelError(f"model {config.get('name')!r} has mel settings {mel}; only {MEL_SPEC} is supported")
 
@@ -87,20 +92,31 @@ def unsupported_vocoder(config: dict[str, Any]) -> str | None:
 
 
 def build_cfm(config: dict[str, Any], vocab_char_map: dict[str, int]) -> Any:
-    """The F5-TTS flow-matching model of `config`, initialised as F5-TTS does (or empty, on the meta device)."""
+    """The F5-TTS flow-matching model of `config`, initialised as F5-TTS does (or empty, on the meta device).
+
+    Built as `utils_infer.load_model(DiT or UNetT, arch, ...)` builds it: the backbone of `config["backbone"]`
+    (F5TTS_* are DiT, E2TTS_* UNetT), its `arch` as keyword arguments.
+    """
     lean_imports()
-    from f5_tts.model.backbones.dit import DiT
     from f5_tts.model.cfm import CFM
 
     check_supported(config)
     mel = config["mel_spec"]
-    transformer = DiT(**config["arch"], text_num_embeds=len(vocab_char_map), mel_dim=mel["n_mel_channels"])
+    backbone = backbone_class(config["backbone"])
+    transformer = backbone(**config["arch"], text_num_embeds=len(vocab_char_map), mel_dim=mel["n_mel_channels"])
     return CFM(
         transformer=transformer,
         mel_spec_kwargs={k: mel[k] for k in MEL_SPEC},
         odeint_kwargs={"method": "euler"},
         vocab_char_map=vocab_char_map,
     )
+
+
+def backbone_class(name: str) -> Any:
+    from f5_tts.model.backbones.dit import DiT
+    from f5_tts.model.backbones.unett import UNetT
+
+    return {"DiT": DiT, "UNetT": UNetT}[name]
 
 
 def build_vocoder(vocoder_config: dict[str, Any]) -> Any:

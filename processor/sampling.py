@@ -10,6 +10,8 @@ free guidance as one doubled batch) and takes each item's noise as input.
 
 from __future__ import annotations
 
+import inspect
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +112,8 @@ def mask_padding(transformer: Any) -> None:
     as slow). `PaddingMaskedAttention` passes the same mask as (batch, 1, 1,
     frames) instead, which the kernels broadcast: the same values (bit for bit
     on CPU, tests/test_batching.py).
-    Single items pass no mask (CFM.sample's rule) and run upstream's code.
+    Single items pass no mask (CFM.sample's rule) and run upstream's code. UNetT's
+    input convolution gets the mask too (`InputPaddingMask`), as DiT's does.
     """
     from f5_tts.model.modules import AttnProcessor
 
@@ -120,6 +123,45 @@ def mask_padding(transformer: Any) -> None:
             module.processor = PaddingMaskedAttention(processor)
         elif hasattr(processor, "attn_mask_enabled"):  # flash_attn's varlen path or joint attention: upstream's own
             processor.attn_mask_enabled = True
+    if "audio_mask" not in inspect.signature(transformer.input_embed.forward).parameters:
+        InputPaddingMask.attach(transformer)
+
+
+class InputPaddingMask:
+    """The padding mask for UNetT's input convolution, which F5-TTS 1.1.22 does not give it.
+
+    DiT's input embedding takes the mask (`audio_mask`) and zeroes the padding around
+    its two 31-frame convolutions; UNetT's (unett.py) takes none, so in a padded batch
+    a shorter item's last frames would see the padding through the convolutions' window
+    and differ from its single run. This hands the transformer's `mask` argument to
+    `ConvPositionEmbedding.forward(x, mask)`, DiT's way. Only calls with a mask change:
+    single items (mask None) run upstream's code. What UNetT's text embedding does with
+    padding is unchanged: without conv layers (every E2TTS config) it works frame by
+    frame, so padding cannot reach an item's own frames.
+    """
+
+    def __init__(self) -> None:
+        self._mask = threading.local()  # per thread, though the synthesizer's lock already keeps one call per model
+
+    @classmethod
+    def attach(cls, transformer: Any) -> None:
+        """Hook onto `transformer` once, however many synthesizers share the model."""
+        convolution = transformer.input_embed.conv_pos_embed
+        if getattr(convolution, "f5b_padding_mask", None) is not None:
+            return
+        padding = cls()
+        transformer.register_forward_pre_hook(padding._keep, with_kwargs=True)
+        convolution.register_forward_pre_hook(padding._give, with_kwargs=True)
+        convolution.f5b_padding_mask = padding
+
+    def _keep(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._mask.value = kwargs.get("mask")
+
+    def _give(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+        mask = getattr(self._mask, "value", None)
+        if mask is None:
+            return None
+        return args, {**kwargs, "mask": mask}
 
 
 class PaddingMaskedAttention:
@@ -178,7 +220,8 @@ class MemoryModel:
     """Accelerator bytes one item of a sampling call needs, from the transformer's shape.
 
     Layers run one after another and inference keeps no activations, so the peak
-    is one DiT block's working set, per frame and guidance branch: the residual
+    is one block's working set, per frame and guidance branch (and, in UNetT, the
+    first half's outputs its skip connections hold, dim each): the residual
     stream and its norm (4 x dim), queries, keys, values, rotary copies and the
     attention output (6 x heads x dim_head), the feed-forward hidden state and
     its activation (2 x ff width), and the cached text embedding. On top,
@@ -197,15 +240,27 @@ class MemoryModel:
     @classmethod
     def of(cls, cfm: Any) -> MemoryModel:
         transformer = cfm.transformer
-        block = transformer.transformer_blocks[0]
-        ff_width = block.ff.ff[0][0].out_features
+        attn, ff = _first_block(transformer)
+        ff_width = ff.ff[0][0].out_features
         text_dim = transformer.text_embed.text_embed.embedding_dim
-        per_frame = CFG_BRANCHES * (4 * transformer.dim + 6 * block.attn.inner_dim + 2 * ff_width + text_dim)
+        # UNetT keeps its first half's outputs until the second half's skip connections take them.
+        skips = len(getattr(transformer, "layers", ())) // 2
+        per_frame = CFG_BRANCHES * ((4 + skips) * transformer.dim + 6 * attn.inner_dim + 2 * ff_width + text_dim)
         return cls(element=next(cfm.parameters()).element_size(), per_frame=per_frame, mels=cfm.num_channels)
 
     def item_bytes(self, frames: int, steps: int) -> int:
         values = frames * (self.per_frame + (steps + 2) * self.mels)
         return int(ESTIMATE_MARGIN * values * self.element)
+
+
+def _first_block(transformer: Any) -> tuple[Any, Any]:
+    """The attention and feed-forward of the first layer: DiT's `transformer_blocks`, or UNetT's `layers`
+    (skip projection, attention norm, attention, feed-forward norm, feed-forward)."""
+    if hasattr(transformer, "transformer_blocks"):
+        block = transformer.transformer_blocks[0]
+        return block.attn, block.ff
+    _skip, _attn_norm, attn, _ff_norm, ff = transformer.layers[0]
+    return attn, ff
 
 
 BUCKET_FILL = 0.75  # a call's shortest item is at least this share of its longest, which bounds the padding

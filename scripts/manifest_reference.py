@@ -131,11 +131,12 @@ SCRIPTS = [
     "## Models",
     "",
     "`model` names a folder under the worker's volume's `models/`: a model `f5-batch seed --model NAME` put",
-    "there (`F5TTS_v1_Base`, `F5TTS_Base`), or a fine-tune `f5-batch seed --from DIR --name NAME --arch ARCH`",
-    "did (a checkpoint F5-TTS training wrote, with its `vocab.txt`). Without it the job uses the worker's",
-    "`F5B_MODEL`. A name the volume does not have fails the job with `model_not_found`, whose message lists",
-    "the models that are there. The worker loads a model on the first job that needs it and keeps it while it",
-    "fits (`F5B_MAX_MODELS` on CPU, `F5B_MODEL_MEMORY_BYTES` on a GPU); a batch holds jobs of one model only.",
+    "there (`F5TTS_v1_Base`, `F5TTS_Base`, E2-TTS's `E2TTS_Base`, each with its Vocos vocoder), or a fine-tune",
+    "`f5-batch seed --from DIR --name NAME --arch ARCH` did (a checkpoint F5-TTS training wrote, with its",
+    "`vocab.txt`; DiT or UNetT). Without it the job uses the worker's `F5B_MODEL`. A name the volume does not",
+    "have fails the job with `model_not_found`, whose message lists the models that are there. The worker loads",
+    "a model on the first job that needs it and keeps it while it fits (`F5B_MAX_MODELS` on CPU,",
+    "`F5B_MODEL_MEMORY_BYTES` on a GPU); a batch holds jobs of one model only.",
     "",
 ]
 

@@ -165,5 +165,5 @@ def test_make_demo_processes_the_examples_offline(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "noise, not speech" in out.stdout
     results = all_results(tmp_path / "outbox")
-    assert set(results) == {"hello", "chapter-1", "draft-0001", "story"}
+    assert set(results) == {"hello", "chapter-1", "draft-0001", "story", "acx-chapter"}
     assert all(r["status"] == "succeeded" and r["model"] == "tiny" for r in results.values())

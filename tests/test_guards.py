@@ -74,7 +74,7 @@ def test_out_of_memory_is_transient_and_retried(tmp_path: Path, tiny_volume: Vol
         if calls["n"] == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    model = worker.synthesizer.model  # type: ignore[attr-defined]
+    model = worker.models.get(worker.models.default).model  # type: ignore[attr-defined]
     model.cfm.transformer.register_forward_pre_hook(out_of_memory_on_first_forward)
     assert worker.run(once=True) == 1
     got = result(tmp_path, "oom-once")

@@ -409,9 +409,8 @@ def test_random_full_size_checks_free_space_for_its_real_weights(
 
 @pytest.mark.parametrize(
     "args",
-    [["--random", "E2TTS_Base"], ["--random", "F5TTS_Huge"], ["--random", "F5TTS_v1_Base", "--tiny"],
-     ["--random", "F5TTS_v1_Base", "--from", "."]],
-    ids=["not-dit", "unknown", "with-tiny", "with-from"],
+    [["--random", "F5TTS_Huge"], ["--random", "F5TTS_v1_Base", "--tiny"], ["--random", "F5TTS_v1_Base", "--from", "."]],
+    ids=["unknown", "with-tiny", "with-from"],
 )
 def test_random_usage_errors(tmp_path: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--volume", str(tmp_path), *args]) == 2
@@ -614,7 +613,7 @@ def test_seed_help_lists_the_models_it_knows() -> None:
 
     assert result.returncode == 0, result.stderr
     architectures = random_architectures()
-    assert "F5TTS_v1_Base" in architectures and "E2TTS_Base" not in architectures  # E2-TTS is not a DiT
+    assert "F5TTS_v1_Base" in architectures and "E2TTS_Base" in architectures  # DiT and UNetT
     for name in (*HUB_MODELS, "tiny", "ARCH-random", ", ".join(architectures)):
         assert name in result.stdout
     for flag in ("--volume", "--model", "--from", "--tiny", "--random", "--fp16-copy", "--asr", "--asr-model"):

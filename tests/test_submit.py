@@ -70,7 +70,7 @@ def test_the_examples_submitted_to_a_queue_through_throttling_all_succeed(moto_e
     assert sent.returncode == 0, sent.stderr
     assert proxy.stats["faults"] == 4, "two S3 and two SQS calls were throttled, and retried"
     assert sent.stderr == "", "retries are not the producer's business"
-    # the narrator's clip once for the four manifests that share it; the story's two other clips with their sidecars
+    # the narrator's clip once for the five manifests that share it; the story's two other clips with their sidecars
     assert sent.stdout.count("uploaded ") == 5, sent.stdout
     assert "submitted hello -> message " in sent.stdout, "an id-less manifest is named after its file"
 
@@ -80,7 +80,8 @@ def test_the_examples_submitted_to_a_queue_through_throttling_all_succeed(moto_e
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     found = s3_results(moto_endpoint.client("s3"), outbox.split("/")[2])
     assert {job: r["status"] for job, r in found.items()} == {
-        "hello": "succeeded", "chapter-1": "succeeded", "draft-0001": "succeeded", "story": "succeeded"}
+        "hello": "succeeded", "chapter-1": "succeeded", "draft-0001": "succeeded", "story": "succeeded",
+        "acx-chapter": "succeeded"}
 
 
 # --- submit ----------------------------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def test_a_dry_run_says_what_it_would_send_and_sends_nothing(moto_endpoint: Endp
                         f"-> s3://{bucket}/voices/narrator.wav")
     sends = [line for line in lines if line.startswith("dry run: would send ")]
     uploads = [line for line in lines if line.startswith("dry run: would upload ")]
-    assert len(sends) == 4 and len(uploads) == 5 and len(lines) == 9, out.stdout
+    assert len(sends) == 5 and len(uploads) == 5 and len(lines) == 10, out.stdout
     assert all(line.endswith(f"bytes) -> {queue}") and "(message body " in line for line in sends)
     assert "KeyCount" in s3.list_objects_v2(Bucket=bucket) and s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 

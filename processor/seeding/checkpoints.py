@@ -17,7 +17,8 @@ fine-tune may change it), and `--arch` (one of F5-TTS's configs) is needed only
 without one; when both are given and differ, a note says so. Either way the
 checkpoint's every key and shape must fit that architecture and the vocab, checked
 before anything is copied. Options that only training uses
-(`checkpoint_activations`) are turned off in `config.json`.
+(DiT's `checkpoint_activations`) are turned off in `config.json`. DiT and UNetT
+(E2-TTS) checkpoints are both served.
 
 The vocoder is not in DIR: its two files come from the volume (`--vocoder NAME`, a
 seeded model's `vocos/`, by default the first seeded model that has
@@ -157,7 +158,9 @@ class CheckpointSource:
             check_supported({"name": self.name, "backbone": section.get("backbone"), "mel_spec": mel})
         except ModelError as exc:
             raise SeedError(f"{self.config_origin}: {exc}") from exc
-        arch = {**section["arch"], "checkpoint_activations": False}
+        arch = {key: value for key, value in section["arch"].items() if key != "checkpoint_activations"}
+        if section["backbone"] == "DiT":  # UNetT takes no such option
+            arch["checkpoint_activations"] = False
         source = {"checkpoint": {"file": self.checkpoint.name, "config": self.config_origin},
                   "vocoder": {"from": self.vocoder.label, "files": list(VOCODER_FILES)}}
         return model_config(self.name, arch, backbone=section["backbone"], source=source)

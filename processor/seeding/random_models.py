@@ -1,9 +1,10 @@
 """Random-weight models: the real F5-TTS and Vocos classes, their weights noise, for tests, benchmarks and offline use.
 
 `TINY` (built by `build_tiny`) is the small test model behind `f5-batch seed --tiny`
-and the test suite; `build_random` builds any `RandomModel`, e.g. the full-size
-architecture that `f5-batch seed --random F5TTS_v1_Base` makes for benchmarks. They
-produce noise, not speech. The loader (`processor.model`) never needs this module.
+and the test suite, `tiny_e2()` its E2-TTS (UNetT) counterpart; `build_random` builds
+any `RandomModel`, e.g. the full-size architecture that `f5-batch seed --random
+F5TTS_v1_Base` makes for benchmarks. They produce noise, not speech. The loader
+(`processor.model`) never needs this module.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ TINY_ARCH: dict[str, Any] = {
     "attn_backend": "torch",
     "attn_mask_enabled": False,
     "checkpoint_activations": False,
+}
+
+# E2-TTS's shape in small (configs/E2TTS_Base.yaml: a UNetT, no text conv layers, text_dim = the mels, rotary
+# embedding on one head, no padding mask in the text embedding): the UNetT code paths, as fast as TINY.
+TINY_E2_ARCH: dict[str, Any] = {
+    "dim": 64,
+    "depth": 2,
+    "heads": 2,
+    "dim_head": 32,
+    "ff_mult": 2,
+    "text_mask_padding": False,
+    "pe_attn_head": 1,
 }
 
 
@@ -76,13 +89,19 @@ class RandomModel:
 TINY = RandomModel(model_config("tiny", TINY_ARCH, random_weights=True, note=RANDOM_NOTE), TINY_VOCOS)
 
 
+def tiny_e2(name: str = "tiny-e2") -> RandomModel:
+    """The small UNetT test model (`TINY_E2_ARCH`), named `name`, with the tiny vocoder."""
+    config = model_config(name, TINY_E2_ARCH, backbone="UNetT", random_weights=True, note=RANDOM_NOTE)
+    return RandomModel(config, TINY_VOCOS)
+
+
 def build_random(folder: ModelFolder, model: RandomModel, seed: int = 0) -> None:
     """Write a random-weight model with the real F5-TTS and Vocos classes.
 
     It exercises every code path a trained model does and produces noise, not
     speech. Weights are F5-TTS's own initialisation (so persistent buffers such as
     the rotary frequencies are the real ones), except those it initialises to zero
-    (output projections, adaLN gates): they get small random values, otherwise the
+    (DiT's output projections, adaLN gates): they get small random values, otherwise the
     transformer's output is exactly zero and a test could not tell whether text and
     reference audio reach the model at all.
     """

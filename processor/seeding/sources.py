@@ -19,11 +19,12 @@ from typing import Any, Protocol
 
 import yaml
 
-from processor.model import MEL_SPEC, model_config, read_vocab, weights_bytes
+from processor.model import BACKBONES, MEL_SPEC, model_config, read_vocab, weights_bytes
 from processor.seeding.random_models import RANDOM_NOTE, RandomModel, build_random, vocos_config, wheel_vocab
 from processor.storage.volume import MODEL_FILES, ModelFolder, Volume
 
 F5TTS_REPO = "SWivid/F5-TTS"
+E2TTS_REPO = "SWivid/E2-TTS"
 VOCODER_REPO = "charactr/vocos-mel-24khz"
 VOCODER_FILES = ("config.yaml", "pytorch_model.bin")
 # charactr/vocos-mel-24khz's config.yaml: the vocoder every shipped F5-TTS vocos model uses.
@@ -75,6 +76,8 @@ HUB_MODELS: dict[str, HubModel] = {
     for model in (
         HubModel("F5TTS_v1_Base", "F5TTS_v1_Base/model_1250000.safetensors", "F5TTS_v1_Base/vocab.txt"),
         HubModel("F5TTS_Base", "F5TTS_Base/model_1200000.safetensors", "F5TTS_Base/vocab.txt"),
+        # F5-TTS's api.py / infer_cli.py: E2TTS_Base lives in its own repository (vocos checkpoint, 1.2 M updates).
+        HubModel("E2TTS_Base", "E2TTS_Base/model_1200000.safetensors", "E2TTS_Base/vocab.txt", E2TTS_REPO),
     )
 }
 
@@ -324,8 +327,9 @@ class RandomSource:
 def random_model(arch: str, name: str) -> RandomModel:
     """F5-TTS's architecture `arch` (configs/<arch>.yaml) and the full-size mel Vocos, to fill with random weights."""
     section = f5tts_model_yaml(arch)
-    if section.get("backbone") != "DiT" or section.get("mel_spec") != MEL_SPEC:
-        raise SeedError(f"{arch} is not a DiT model with vocos mel settings {MEL_SPEC}: cannot build it")
+    if section.get("backbone") not in BACKBONES or section.get("mel_spec") != MEL_SPEC:
+        raise SeedError(f"{arch} is not a {' or '.join(BACKBONES)} model with vocos mel settings {MEL_SPEC}: "
+                        f"cannot build it")
     config = model_config(
         name, section["arch"], backbone=section["backbone"], random_weights=True, note=RANDOM_NOTE,
         source={"random": {"arch": f"f5_tts/configs/{arch}.yaml", "vocoder": f"{VOCODER_REPO} config.yaml"}},
@@ -334,7 +338,8 @@ def random_model(arch: str, name: str) -> RandomModel:
 
 
 def random_architectures() -> list[str]:
-    """The F5-TTS architectures `random_model` can build (DiT, vocos mel settings), from F5-TTS's own configs."""
+    """The F5-TTS architectures `random_model` can build (DiT or UNetT, vocos mel settings), from F5-TTS's own
+    configs."""
     found = []
     for resource in sorted(package_files("f5_tts").joinpath("configs").iterdir(), key=lambda r: r.name):
         if resource.name.endswith(".yaml"):

@@ -6,13 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from processor.seeding.random_asr import TINY_ASR, build_tiny_asr
-from processor.seeding.random_models import build_tiny
+from processor.seeding.random_models import build_random, build_tiny, tiny_e2
 from processor.storage.volume import AsrFolder, ModelFolder, Volume
 
 
 def build_tiny_model(folder: ModelFolder) -> ModelFolder:
     """The tiny model's files in `folder`, with their checksums, as a seeded volume holds them."""
     build_tiny(folder)
+    folder.write_checksums()
+    return folder
+
+
+def add_tiny_e2(volume: Volume, name: str = "tiny-e2") -> ModelFolder:
+    """The tiny UNetT (E2-TTS) model as `name` on `volume`, with its checksums, as a seeded volume holds it."""
+    folder = volume.model(name)
+    build_random(folder, tiny_e2(name))
     folder.write_checksums()
     return folder
 
@@ -59,8 +67,9 @@ def write_finetune(folder: Path, base: ModelFolder, seed: int, *, yaml_config: b
     shutil.copyfile(base.vocab, folder / "vocab.txt")
     if yaml_config:
         config = base.config()
+        training = {"checkpoint_activations": True} if config["backbone"] == "DiT" else {}  # UNetT has no such option
         model = {"name": config["name"], "tokenizer": "custom", "tokenizer_path": "vocab.txt",
-                 "backbone": config["backbone"], "arch": {**config["arch"], "checkpoint_activations": True},
+                 "backbone": config["backbone"], "arch": {**config["arch"], **training},
                  "mel_spec": dict(MEL_SPEC), "vocoder": {"is_local": False, "local_path": None}}
         (folder / "finetune.yaml").write_text(yaml.safe_dump({"model": model, "optim": {"epochs": 1}}))
     return folder
