@@ -96,8 +96,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--steps", type=int, default=32, help="sampling steps per job (F5-TTS's default: 32)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--publishing", action="store_true",
+                        help="only the default worker and the same jobs publishing (loudness -16, m4a 96 kbit/s, "
+                             "srt and vtt), in turn, their order swapped every round")
     args = parser.parse_args()
     jobs = common.manifests(args.jobs, args.steps)
+    published = [{**job, **PUBLISHING} for job in jobs]
     with tempfile.TemporaryDirectory() as tmp_name, moto_server(Path(tmp_name) / "moto.log") as moto:
         tmp = Path(tmp_name)
         os.environ.update(moto.env())
@@ -108,6 +112,8 @@ def main() -> int:
             "s3_path_style": True, "volume": volume.root, "model": "tiny", "device": "cpu", "receive_wait_s": 0,
             "processing_dir": tmp / "processing", "lease_s": 60})
         synthesizer = load_synthesizer(settings)
+        if args.publishing:
+            return publishing(args, moto, setup, settings, synthesizer, jobs, published)
         runs: dict[str, list[float]] = {"pure": [], "sequential": [], "pipelined": [], "silence": []}
         for r in range(args.rounds):
             pure, lengths = pure_synthesis(synthesizer, jobs, tmp)
@@ -118,6 +124,36 @@ def main() -> int:
             runs["silence"].append(worker_run(moto, setup, settings, Silence(lengths), jobs, f"off{r}"))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)
     print_table(args, {k: statistics.median(v) for k, v in runs.items()}, settings)
+    return 0
+
+
+# What a job asks to be publishable (issue 15): a loudness target, a lossy delivery format, both subtitle files.
+PUBLISHING: dict[str, Any] = {"loudness": -16, "format": "m4a", "bitrate": 96, "subtitles": ["srt", "vtt"]}
+
+
+def publishing(args: argparse.Namespace, moto: Endpoint, setup: QueueSetup, settings: Settings, synthesizer: Any,
+               jobs: list[dict[str, Any]], published: list[dict[str, Any]]) -> int:
+    """The default worker on the same jobs as they are and publishing, in turn: the cost of loudness, encoding
+    and subtitles, which run on the output thread beside synthesis."""
+    runs: dict[str, list[float]] = {"plain": [], "publishing": []}
+    for r in range(args.rounds):
+        order = [("plain", jobs), ("publishing", published)]
+        for name, batch in order if r % 2 == 0 else reversed(order):
+            runs[name].append(worker_run(moto, setup, settings, synthesizer, batch, f"{name}{r}"))
+        ratio = runs["publishing"][-1] / runs["plain"][-1]
+        print(f"round {r + 1}: plain {runs['plain'][-1]:.2f} s, publishing {runs['publishing'][-1]:.2f} s, "
+              f"ratio {ratio:.3f}; {common.load_average()}", flush=True)
+    ratios = [p / q for p, q in zip(runs["publishing"], runs["plain"], strict=True)]
+    n = args.jobs
+    plain, pub = statistics.median(runs["plain"]), statistics.median(runs["publishing"])
+    rows = [("worker, prefetch 2, wav", n, plain, 1.0, n / plain),
+            ("same jobs publishing: loudness -16, m4a 96k, srt + vtt", n, pub, statistics.median(ratios), n / pub)]
+    print()
+    print(f"Publishing, {common.machine()}")
+    print(f"tiny model on CPU, {args.steps} steps, {n} jobs, moto S3+SQS on loopback, median of {args.rounds} "
+          f"rounds (the ratio: median of each round's)")
+    print()
+    print(common.table(["run", "jobs", "wall s", "wall / plain", "jobs/s"], rows))
     return 0
 
 
