@@ -23,6 +23,9 @@ from tests.support.paths import EXAMPLES, REPO
 from tests.support.results import s3_results
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
+# The examples in the narrator's voice alone, at their plain settings: what the queue test synthesizes (the
+# story's other voices go up in the dry run; make demo synthesizes every example).
+ONE_VOICE_EXAMPLES = [EXAMPLES / name for name in ("chapter-flac.json", "fast-draft.json", "hello.json")]
 QUICK_RETRIES = {"F5B_AWS_MAX_ATTEMPTS": "2", "F5B_AWS_RETRY_TOTAL_S": "5"}
 
 
@@ -65,13 +68,12 @@ def test_the_examples_submitted_to_a_queue_through_throttling_all_succeed(moto_e
     queue = dict(line.split("=", 1) for line in boot.stdout.split())["queue_url"]
 
     with FaultProxy(moto_endpoint.url, rate=1.0, kinds=("http503",), only=FirstCalls(2)) as proxy:
-        sent = f5_batch({**env, "AWS_ENDPOINT_URL": proxy.url}, "submit", *map(str, EXAMPLE_FILES),
+        sent = f5_batch({**env, "AWS_ENDPOINT_URL": proxy.url}, "submit", *map(str, ONE_VOICE_EXAMPLES),
                         "--queue", queue, "--inbox", inbox, "--s3-path-style")
     assert sent.returncode == 0, sent.stderr
     assert proxy.stats["faults"] == 4, "two S3 and two SQS calls were throttled, and retried"
     assert sent.stderr == "", "retries are not the producer's business"
-    # the narrator's clip once for the five manifests that share it; the story's two other clips with their sidecars
-    assert sent.stdout.count("uploaded ") == 5, sent.stdout
+    assert sent.stdout.count("uploaded ") == 1, "one voice shared by three manifests goes up once"
     assert "submitted hello -> message " in sent.stdout, "an id-less manifest is named after its file"
 
     run = f5_batch({**env, "F5B_RECEIVE_WAIT_S": "1"}, "run", "--queue", queue, "--inbox", inbox,
@@ -80,8 +82,7 @@ def test_the_examples_submitted_to_a_queue_through_throttling_all_succeed(moto_e
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     found = s3_results(moto_endpoint.client("s3"), outbox.split("/")[2])
     assert {job: r["status"] for job, r in found.items()} == {
-        "hello": "succeeded", "chapter-1": "succeeded", "draft-0001": "succeeded", "story": "succeeded",
-        "acx-chapter": "succeeded"}
+        "hello": "succeeded", "chapter-1": "succeeded", "draft-0001": "succeeded"}
 
 
 # --- submit ----------------------------------------------------------------------------------------------------
