@@ -256,52 +256,45 @@ def normalize_voice_text(text: str) -> str:
 
 def remove_silence(wave: np.ndarray, sample_rate: int, workdir: Path) -> tuple[np.ndarray, Kept]:
     """Cut silences over 1 s (keeping 0.5 s), on the 16-bit file as F5-TTS does; and which samples were kept."""
-    from pydub import AudioSegment, silence
+    from pydub import AudioSegment
 
     path = workdir / "generated.wav"
     sf.write(str(path), wave, sample_rate)
     aseg = AudioSegment.from_file(str(path))
-    segments = silence.split_on_silence(aseg, min_silence_len=1000, silence_thresh=-50, keep_silence=500, seek_step=10)
+    ranges = kept_ranges_ms(aseg)
     kept = AudioSegment.silent(duration=0)
-    for segment in segments:
-        kept += segment
+    for start, end in ranges:
+        kept += aseg[start:end]
     kept.export(str(path), format="wav")
     samples, _ = sf.read(str(path), dtype="float32")
-    result = np.asarray(samples, dtype=np.float32)
-    return result, Kept.of(aseg, len(wave), len(result))
+    spans = tuple((aseg._parse_position(start), aseg._parse_position(end)) for start, end in ranges)
+    return np.asarray(samples, dtype=np.float32), Kept(spans)
+
+
+def kept_ranges_ms(aseg: Any) -> list[tuple[int, int]]:
+    """The pieces pydub's `split_on_silence` (0.25) keeps with F5-TTS's settings, in milliseconds, clamped as it
+    slices them: its nonsilent ranges widened by keep_silence, an overlap split at its middle. Computed here, not
+    by calling it, because it returns the pieces and not where they were."""
+    from pydub import silence
+
+    ranges = [[start - 500, end + 500] for start, end in
+              silence.detect_nonsilent(aseg, min_silence_len=1000, silence_thresh=-50, seek_step=10)]
+    for first, second in zip(ranges, ranges[1:], strict=False):
+        if second[0] < first[1]:
+            first[1] = second[0] = (first[1] + second[0]) // 2
+    length_ms = len(aseg)
+    return [(min(max(start, 0), length_ms), min(end, length_ms)) for start, end in ranges]
 
 
 @dataclass(frozen=True)
 class Kept:
-    """The spans of a wave `remove_silence` kept, in samples, as pydub's split_on_silence cut them: what maps a
-    position in the wave before to the wave after."""
+    """The spans of a wave `remove_silence` kept, in samples: what maps a position in the wave before to the wave
+    after."""
 
     spans: tuple[tuple[int, int], ...]
 
-    @classmethod
-    def of(cls, aseg: Any, before: int, after: int) -> Kept:
-        """split_on_silence's own ranges (pydub 0.25: detect_nonsilent, widened by keep_silence, overlaps split at
-        their middle, cut in frames as AudioSegment slices them); all kept when they do not add up to `after`."""
-        from pydub import silence
-
-        ranges = [[start - 500, end + 500] for start, end in
-                  silence.detect_nonsilent(aseg, min_silence_len=1000, silence_thresh=-50, seek_step=10)]
-        for first, second in zip(ranges, ranges[1:], strict=False):
-            if second[0] < first[1]:
-                first[1] = second[0] = (first[1] + second[0]) // 2
-        length_ms = len(aseg)
-        spans = tuple((aseg._parse_position(min(max(start, 0), length_ms)),
-                       aseg._parse_position(min(end, length_ms))) for start, end in ranges)
-        if sum(end - start for start, end in spans) != after:  # not pydub's cut after all: positions scale
-            return cls((), after / before if before else 0.0)
-        return cls(spans)
-
-    scale: float = 0.0  # with no spans: the wave after is the wave before, scaled in time by this
-
     def map(self, position: int) -> int:
         """Where a position of the wave before lands in the wave after (a cut span: where the cut is)."""
-        if not self.spans:
-            return round(position * self.scale)
         landed = 0
         for start, end in self.spans:
             if position < start:

@@ -24,8 +24,6 @@ from processor.manifest import Manifest
 from processor.script import Pause, Spoken
 from processor.synthesis import Retake, Speech, SynthesisRequest, join
 
-SEEDS = 2**32
-
 
 @dataclass(frozen=True)
 class Work:
@@ -48,7 +46,7 @@ def piece_seed(seed: int, index: int) -> int:
     if index == 0:
         return seed
     digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % SEEDS
+    return int.from_bytes(digest[:4], "big")
 
 
 def spoken(manifest: Manifest) -> list[Spoken]:
